@@ -1,0 +1,1 @@
+"""Kademlia DHT on one UDP socket: RPC, routing, signed records, observed addresses."""

@@ -1,0 +1,1 @@
+"""Reachability: NAT classification, hole punching, relays, and the virtual network for tests."""

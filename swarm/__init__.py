@@ -1,0 +1,1 @@
+"""The public API: join topics, connect to peers by key, replicate stores."""
