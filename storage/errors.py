@@ -46,3 +46,23 @@ class NotWritableError(PeerswarmError):
 
 class BlockNotAvailableError(PeerswarmError):
     """A block is not stored locally and no peer delivered it in time."""
+
+
+class NotABeeError(DecodeError):
+    """A core's first block is not a Bee header: the core holds something else."""
+
+
+class EncodingError(InvalidArgumentError):
+    """A key or value cannot be encoded with the database's encoding (or is too large)."""
+
+
+class CorruptionError(VerificationError, StorageError):
+    """Stored bytes no longer match the hashes the store recorded for them."""
+
+
+class ForkMismatchError(VerificationError):
+    """A proof belongs to an older fork (a truncated history) than the one held."""
+
+
+class SnapshotNotAvailableError(BlockNotAvailableError):
+    """A snapshot's block was removed by a later truncation of its core."""

@@ -1,0 +1,292 @@
+"""An atomic group of writes to a Bee: one ``core.append`` at the end, or nothing.
+
+A batch takes the core's write lock on its first operation and edits dirty
+in-memory nodes; ``flush`` encodes them into blocks and appends all of them at
+once. A big batch is cut into several blocks (each a consistent tree: a prefix
+of the batch) so no block grows past about ``chunk_size`` bytes, but they are
+still appended in one atomic call. Reads through the batch see its own writes.
+Single ``put``/``delete`` calls on a Bee are batches of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+from storage.bee_block import Block, encode_block
+from storage.bee_entry import Entry
+from storage.bee_node import OFFSET_BITS, OFFSET_MASK, Child, Node, Ref, encode_node, make_ref
+from storage.bee_tree import Tree
+from storage.errors import (
+    ClosedError,
+    DecodeError,
+    InvalidArgumentError,
+    NotWritableError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from storage.bee import Bee
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_INLINE_SIZE = 64  # values up to this size are copied into the tree nodes
+
+Cas = Callable[[Entry, Any], Any]
+"""``cas(previous_entry, new_entry_or_None) -> bool`` (or an awaitable of it)."""
+
+
+class Batch:
+    """Use as ``async with db.batch() as b: await b.put(k, v)``; an exception writes nothing."""
+
+    def __init__(
+        self, db: Bee, chunk_size: int = DEFAULT_CHUNK_SIZE, inline_size: int = 64
+    ) -> None:
+        self._db = db
+        self._src = db._source
+        self._chunk_size = chunk_size
+        self._inline_size = inline_size
+        self._tree: Tree | None = None
+        self._done = False
+        self._failed: BaseException | None = None
+        self._locked = False
+        self._base = 0  # core length when the lock was taken: first seq this batch writes
+        self._entries: list[bytes | None] = []  # the open chunk: key, value, key, value, ...
+        self._entry_bytes = 0
+        self._blocks: list[bytes] = []  # sealed chunks, encoded, in order
+        self._decoded: list[Block] = []
+        self._nodes: dict[Ref, Node] = {}  # nodes of sealed chunks
+
+    # -- context manager ---------------------------------------------------------
+
+    async def __aenter__(self) -> Batch:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.flush()
+        else:
+            self.discard()
+
+    # -- operations ----------------------------------------------------------------
+
+    async def put(self, key: Any, value: Any, cas: Cas | None = None) -> bool:
+        """Set ``key``; with ``cas``, only if ``cas(previous, new)`` says so (False: skipped).
+
+        As in Hyperbee, ``cas`` is asked only when the key already exists.
+        """
+        db = self._db
+        k = db._encode_key(key)
+        v = db._encode_value(value)
+        tree = await self._begin()
+        seq = self._base + len(self._blocks)
+        if cas is not None:
+            found = await tree.get(k)
+            if found is not None:
+                prev = await self._entry(found[0], found[1])
+                if not await _ask(cas, prev, Entry(seq, key, value)):
+                    return False
+        ref = make_ref(seq, len(self._entries) // 2)
+        try:
+            self._entries += (k, v)
+            self._entry_bytes += len(k) + len(v) + 8
+            await tree.put(k, ref, v if len(v) <= self._inline_size else None)
+        except BaseException as e:
+            self._failed = e
+            raise
+        self._maybe_seal(tree)
+        return True
+
+    async def delete(self, key: Any, cas: Cas | None = None) -> bool:
+        """Remove ``key``; False if it was not there (or ``cas(previous, None)`` said no)."""
+        db = self._db
+        k = db._encode_key(key)
+        tree = await self._begin()
+        found = await tree.get(k)
+        if found is None:
+            return False
+        if cas is not None:
+            prev = await self._entry(found[0], found[1])
+            if not await _ask(cas, prev, None):
+                return False
+        try:
+            self._entries += (k, None)
+            self._entry_bytes += len(k) + 8
+            await tree.delete(k)
+        except BaseException as e:
+            self._failed = e
+            raise
+        self._maybe_seal(tree)
+        return True
+
+    async def get(self, key: Any) -> Entry | None:
+        """Read ``key`` as this batch would leave it."""
+        k = self._db._encode_key(key)
+        tree = await self._begin()
+        found = await tree.get(k)
+        return None if found is None else await self._entry(found[0], found[1])
+
+    @property
+    def version(self) -> int:
+        """The version the database will have once this batch is flushed."""
+        if self._tree is None:
+            return self._db.version
+        return self._base + len(self._blocks) + (1 if self._entries else 0)
+
+    async def flush(self) -> int:
+        """Append everything in one atomic call; returns the new version."""
+        try:
+            self._check()
+            self._done = True
+            if self._tree is None:
+                return self._db.version
+            if self._entries:
+                self._seal(self._tree)
+            core = self._src.core
+            if self._blocks:
+                if core.length != self._base:
+                    raise StorageError("the core was appended to outside this Bee during a batch")
+                length: int = await core.append(self._blocks)
+                if length != self._base + len(self._blocks):
+                    raise StorageError("the core was appended to outside this Bee during a batch")
+                if self._src.fork == core.fork:  # made hot: the next write reads this path
+                    for ref, node in self._nodes.items():
+                        self._src.nodes.put(ref, node)
+                    for block in self._decoded:
+                        self._src.blocks.put(block.seq, block)
+            return core.length
+        finally:
+            self._done = True
+            self._release()
+
+    def discard(self) -> None:
+        """Drop every change of this batch and release the write lock."""
+        self._done = True
+        self._release()
+
+    # -- the NodeSource of the tree: committed nodes, then this batch's sealed ones --
+
+    def cached(self, ref: Ref) -> Node | None:
+        node = self._src.nodes.get(ref)
+        if node is None and ref >> OFFSET_BITS >= self._base:
+            return self._nodes.get(ref)
+        return node
+
+    async def load(self, ref: Ref) -> Node:
+        if ref >> OFFSET_BITS >= self._base:
+            node = self._nodes.get(ref)
+            if node is None:
+                raise DecodeError(f"no node {ref} in this batch")
+            return node
+        return await self._src.load(ref)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._failed is not None:
+            raise StorageError(f"batch failed earlier and wrote nothing: {self._failed!r}")
+        if self._done:
+            raise ClosedError("batch was already flushed or discarded")
+
+    async def _begin(self) -> Tree:
+        self._check()
+        if self._tree is not None:
+            return self._tree
+        db, src = self._db, self._src
+        if db._checkout is not None:
+            raise NotWritableError("a checkout is read-only")
+        if not src.core.writable:
+            raise NotWritableError("the core is a replica: only its owner can write")
+        header = await db._ready()
+        assert header is not None  # a writable core always has one after ready
+        task = asyncio.current_task()
+        if src.writer is not None and src.writer is task:
+            raise InvalidArgumentError("this task holds a batch on this Bee: write through it")
+        await src.lock.acquire()
+        src.writer = task
+        self._locked = True
+        try:
+            self._check()
+            src.check_fork()
+            self._base = src.core.length
+            self._tree = Tree(self, await src.root(self._base), header.max_keys)
+        except BaseException:
+            self._release()
+            raise
+        return self._tree
+
+    def _release(self) -> None:
+        self._tree = None
+        if self._locked:
+            self._locked = False
+            self._src.writer = None
+            self._src.lock.release()
+
+    async def _entry(self, node: Node, i: int) -> Entry:
+        key, ref, value = node.keys[i], node.values[i], node.inline[i]
+        seq = ref >> OFFSET_BITS
+        if value is not None:
+            pass
+        elif seq >= self._base:
+            j = seq - self._base
+            entries = self._entries if j == len(self._blocks) else self._decoded[j].entries
+            value = entries[2 * (ref & OFFSET_MASK) + 1]
+        else:
+            stored_key, value = await self._src.entry(ref)
+            if stored_key != key:
+                raise DecodeError(f"entry {ref:#x} holds another key than the tree says")
+        if value is None:
+            raise DecodeError(f"the tree points {key!r} at a delete ({ref:#x})")
+        return self._db._entry(seq, key, value)
+
+    def _maybe_seal(self, tree: Tree) -> None:
+        estimate = self._entry_bytes + tree.dirty_nodes * tree.max_keys * 24
+        if estimate >= self._chunk_size:
+            self._seal(tree)
+
+    def _seal(self, tree: Tree) -> None:
+        """Encode the open chunk and its dirty nodes into the next block (not appended yet)."""
+        seq = self._base + len(self._blocks)
+        encoded: list[bytes] = []
+        fresh: list[tuple[Ref, Node]] = []
+
+        def seal(node: Node) -> Ref:
+            children = node.children
+            if children:
+                kinds = list(map(type, children))  # find dirty children at C speed
+                i = -1
+                for _ in range(kinds.count(Node)):
+                    i = kinds.index(Node, i + 1)
+                    children[i] = seal(cast(Node, children[i]))
+            ref = make_ref(seq, len(encoded))
+            encoded.append(encode_node(node))
+            node.dirty = False
+            fresh.append((ref, node))
+            return ref
+
+        root: Child | None = tree.root
+        if isinstance(root, Node):
+            root = seal(root)
+        assert not isinstance(root, Node)
+        data = encode_block(seq, self._entries, encoded, root)
+        self._blocks.append(data)
+        self._decoded.append(Block(seq, self._entries, encoded, root, len(data)))
+        self._nodes.update(fresh)
+        tree.root = root
+        tree.dirty_nodes = 0
+        self._entries = []
+        self._entry_bytes = 0
+
+
+async def _ask(cas: Cas, prev: Entry, new: Any) -> bool:
+    answer = cas(prev, new)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return bool(answer)
