@@ -14,11 +14,18 @@ partitions and NAT boxes. Code above this module never touches sockets directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
 Address = tuple[str, int]
 Receiver = Callable[[bytes, Address], None]
+
+SOCKET_BUFFER_SIZE = 4 * 1024 * 1024
+"""Kernel send/receive buffer asked for each UDP socket. With Linux's ~208 KiB default a
+QUIC bulk transfer overflows the receiver's buffer and congestion control collapses;
+the kernel allocates on demand and caps the value at net.core.{r,w}mem_max."""
 
 
 class DatagramTransport(Protocol):
@@ -79,4 +86,9 @@ class UDPNetwork:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _UDPProtocol(receiver), local_addr=(host, port)
         )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_SIZE)
         return UDPTransport(transport)

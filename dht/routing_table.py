@@ -1,0 +1,177 @@
+"""The Kademlia routing table: 256 k-buckets over BLAKE2b-256 node ids.
+
+Our own table rather than ``kademlia.routing``: that one assumes 160-bit ids,
+reads ``time.monotonic`` directly (we need the loop's clock for virtual time) and
+fires its own pings; this one is pure: callers pass ``now`` and act on what it
+returns. Bucket ``i`` holds contacts whose highest bit differing from our id is
+bit ``i``; buckets are created on first use so an idle node stays small.
+
+A full bucket keeps its old, proven contacts (Kademlia's preference for long-lived
+nodes): a newcomer waits in a small replacement cache while the caller pings the
+least recently seen contact, which is evicted only if the ping fails.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from dht.node_id import ID_BITS, bucket_index
+from dht.transport import Address
+
+DEFAULT_K = 20
+DEFAULT_REPLACEMENTS = 4
+
+
+@dataclass(slots=True)
+class Contact:
+    id: bytes
+    address: Address
+    last_seen: float
+    number: int = field(init=False, repr=False)
+    """The id as an integer, for fast XOR distances."""
+
+    def __post_init__(self) -> None:
+        self.number = int.from_bytes(self.id, "big")
+
+
+class _Bucket:
+    __slots__ = ("contacts", "replacements", "touched")
+
+    def __init__(self, now: float) -> None:
+        self.contacts: OrderedDict[bytes, Contact] = OrderedDict()  # least recently seen first
+        self.replacements: OrderedDict[bytes, Contact] = OrderedDict()
+        self.touched = now
+
+
+class RoutingTable:
+    def __init__(
+        self, own_id: bytes, k: int = DEFAULT_K, replacements: int = DEFAULT_REPLACEMENTS
+    ) -> None:
+        self.id = own_id
+        self.k = k
+        self._max_replacements = replacements
+        self._buckets: dict[int, _Bucket] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Contact]:
+        for bucket in self._buckets.values():
+            yield from bucket.contacts.values()
+
+    def __contains__(self, contact_id: object) -> bool:
+        return isinstance(contact_id, bytes) and self.get(contact_id) is not None
+
+    def get(self, contact_id: bytes) -> Contact | None:
+        bucket = self._buckets.get(bucket_index(self.id, contact_id))
+        return None if bucket is None else bucket.contacts.get(contact_id)
+
+    def add(self, contact_id: bytes, address: Address, now: float) -> Contact | None:
+        """Insert or refresh a contact seen alive at ``now``.
+
+        Returns the least recently seen contact of a full bucket: the caller should
+        ping it and :meth:`remove` it if it does not answer (the newcomer, kept as a
+        replacement, then takes its place). Returns ``None`` otherwise.
+        """
+        index = bucket_index(self.id, contact_id)
+        if index < 0:
+            return None
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._buckets[index] = _Bucket(now)
+        bucket.touched = now
+        contact = bucket.contacts.get(contact_id)
+        if contact is not None:
+            contact.address, contact.last_seen = address, now
+            bucket.contacts.move_to_end(contact_id)
+            return None
+        if len(bucket.contacts) < self.k:
+            bucket.contacts[contact_id] = Contact(contact_id, address, now)
+            bucket.replacements.pop(contact_id, None)
+            self._size += 1
+            return None
+        bucket.replacements.pop(contact_id, None)
+        bucket.replacements[contact_id] = Contact(contact_id, address, now)
+        while len(bucket.replacements) > self._max_replacements:
+            bucket.replacements.popitem(last=False)
+        return next(iter(bucket.contacts.values()))
+
+    def remove(self, contact_id: bytes) -> bool:
+        """Drop a contact (dead or lying); the newest replacement takes its slot."""
+        index = bucket_index(self.id, contact_id)
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            return False
+        bucket.replacements.pop(contact_id, None)
+        if bucket.contacts.pop(contact_id, None) is None:
+            return False
+        self._size -= 1
+        if bucket.replacements:
+            _, newcomer = bucket.replacements.popitem()
+            bucket.contacts[newcomer.id] = newcomer
+            self._size += 1
+        return True
+
+    def closest(self, target: bytes, count: int | None = None) -> list[Contact]:
+        """The ``count`` (default k) contacts nearest to ``target`` by XOR distance."""
+        count = self.k if count is None else count
+        t = int.from_bytes(target, "big")
+        return heapq.nsmallest(count, self, key=lambda c: c.number ^ t)
+
+    def stale(self, seen_before: float) -> list[Contact]:
+        """Contacts not heard from since ``seen_before``, least recently seen first."""
+        old = [c for c in self if c.last_seen < seen_before]
+        return sorted(old, key=lambda c: c.last_seen)
+
+    def _populated_from(self) -> int:
+        """The bucket of our k-th closest contact. The network has about k·2^(255-i)
+        nodes, so every bucket past this one should hold several: an empty one there
+        means we missed part of the keyspace, not that it is empty."""
+        near = self.closest(self.id, self.k)
+        return bucket_index(self.id, near[-1].id) if near else ID_BITS
+
+    def idle_buckets(self, touched_before: float) -> list[int]:
+        """Buckets worth a refresh lookup: non-empty ones with no activity since
+        ``touched_before``, and empty ones where contacts should be (see above)."""
+        populated = self._populated_from()
+        return [
+            i
+            for i in range(self.deepest_bucket(), ID_BITS)
+            if ((b := self._buckets.get(i)) is None and i > populated)
+            or (b is not None and (b.contacts or i > populated) and b.touched < touched_before)
+        ]
+
+    def empty_buckets(self) -> list[int]:
+        """Empty buckets where contacts should be (past our k-th closest's bucket)."""
+        return [
+            i
+            for i in range(self._populated_from() + 1, ID_BITS)
+            if (b := self._buckets.get(i)) is None or not b.contacts
+        ]
+
+    def bucket_size(self, index: int) -> int:
+        bucket = self._buckets.get(index)
+        return 0 if bucket is None else len(bucket.contacts)
+
+    def touch_bucket(self, index: int, now: float) -> None:
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._buckets[index] = _Bucket(now)
+        bucket.touched = now
+
+    def deepest_bucket(self) -> int:
+        """The smallest non-empty bucket index (our closest neighbours); ID_BITS if empty."""
+        return min((i for i, b in self._buckets.items() if b.contacts), default=ID_BITS)
+
+    def rebased(self, own_id: bytes, now: float) -> RoutingTable:
+        """A new table around ``own_id`` (our address changed) holding our contacts."""
+        table = RoutingTable(own_id, self.k, self._max_replacements)
+        for contact in sorted(self, key=lambda c: c.last_seen):
+            table.add(contact.id, contact.address, contact.last_seen)
+        for bucket in table._buckets.values():
+            bucket.touched = now
+        return table

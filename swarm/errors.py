@@ -1,0 +1,42 @@
+"""Errors of the connection layer, all under :class:`storage.errors.PeerswarmError`."""
+
+from __future__ import annotations
+
+from storage.errors import PeerswarmError, VerificationError
+
+
+class SwarmError(PeerswarmError):
+    """Root of the errors raised by ``swarm``."""
+
+
+class ConnectionClosedError(SwarmError, ConnectionError):
+    """The connection (or stream) is gone: closed by either side, timed out or reset.
+
+    ``error_code`` and ``reason`` are the QUIC close code and phrase when known, so an
+    app can tell "the peer said goodbye" from "the peer vanished".
+    """
+
+    def __init__(self, message: str, *, error_code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.reason = reason
+
+
+class StreamResetError(ConnectionClosedError):
+    """The peer reset the stream (or asked us to stop sending on it)."""
+
+
+class HandshakeError(SwarmError):
+    """A connection could not be established: no answer, handshake failure, timeout."""
+
+
+class AuthenticationError(HandshakeError, VerificationError):
+    """The peer did not prove the key it had to: wrong certificate key or bad proof."""
+
+
+class PeerRejectedError(HandshakeError):
+    """The peer refused us: its firewall said no, it is full, or it does not listen."""
+
+
+class PeerNotFoundError(SwarmError):
+    """No announcement of that public key (or topic) could be found on the DHT."""

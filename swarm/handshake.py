@@ -1,0 +1,97 @@
+"""The connect handshake that travels through a DHT node before QUIC starts.
+
+A client that found a peer's announcement asks one of the record's relay nodes to
+forward a :class:`ConnectRequest` to that peer (``DHTNode.forward``); the peer
+answers with a :class:`ConnectReply` carrying the addresses where it takes QUIC
+(its public address as the DHT sees it, then local ones). Nothing here is
+trusted: the QUIC handshake that follows proves both keys. The first byte tags
+the payload so other forwarded protocols (hole-punch coordination) can share it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from dht import wire
+from dht.transport import Address
+from storage.errors import DecodeError
+from storage.keypair import PUBLIC_KEY_SIZE
+
+REQUEST_TAG = 0x51
+REPLY_TAG = 0x52
+VERSION = 1
+MAX_ADDRESSES = 8
+MAX_REASON = 64
+MAX_SIZE = 1024
+
+
+class ReplyStatus(enum.IntEnum):
+    OK = 0
+    NOT_LISTENING = 1
+    BUSY = 2
+    WRONG_PEER = 3
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    """Client → server: who asks, whom it wants, where the client can be reached."""
+
+    client_key: bytes
+    server_key: bytes
+    addresses: tuple[Address, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConnectReply:
+    """Server → client: whether to dial, and where."""
+
+    status: ReplyStatus
+    addresses: tuple[Address, ...] = ()
+    reason: str = ""
+
+
+def encode_request(request: ConnectRequest) -> bytes:
+    addresses = [wire.pack_address(a) for a in request.addresses[:MAX_ADDRESSES]]
+    body = wire.pack([VERSION, request.client_key, request.server_key, addresses])
+    return bytes([REQUEST_TAG]) + body
+
+
+def encode_reply(reply: ConnectReply) -> bytes:
+    addresses = [wire.pack_address(a) for a in reply.addresses[:MAX_ADDRESSES]]
+    body = wire.pack([VERSION, int(reply.status), addresses, reply.reason[:MAX_REASON]])
+    return bytes([REPLY_TAG]) + body
+
+
+def _fields(data: bytes, tag: int, count: int) -> list[Any]:
+    if not data or data[0] != tag:
+        raise DecodeError("not a connect handshake message")
+    fields = wire.array(wire.unpack(data[1:], MAX_SIZE), count)
+    if wire.integer(fields[0]) != VERSION:
+        raise DecodeError(f"unsupported handshake version {fields[0]}")
+    return fields
+
+
+def decode_request(data: bytes) -> ConnectRequest:
+    """Parse a request; :class:`DecodeError` on anything malformed."""
+    _, client_key, server_key, addresses = _fields(data, REQUEST_TAG, 4)
+    return ConnectRequest(
+        wire.binary(client_key, PUBLIC_KEY_SIZE),
+        wire.binary(server_key, PUBLIC_KEY_SIZE),
+        tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)),
+    )
+
+
+def decode_reply(data: bytes) -> ConnectReply:
+    """Parse a reply; :class:`DecodeError` on anything malformed."""
+    _, status, addresses, reason = _fields(data, REPLY_TAG, 4)
+    try:
+        parsed_status = ReplyStatus(wire.integer(status, 0, 255))
+    except ValueError as e:
+        raise DecodeError(f"unknown reply status {status}") from e
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
+        raise DecodeError("bad reason")
+    return ConnectReply(
+        parsed_status, tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)), reason
+    )

@@ -1,0 +1,250 @@
+"""Many QUIC connections over one datagram socket, dialed and accepted.
+
+The endpoint owns no socket: it is given a ``send(data, addr)`` callable and fed
+``datagram_received(data, addr)``, so it runs on the DHT node's socket (first bytes
+0x40–0xFF, see docs/architecture.md) or on any transport in tests. Incoming
+datagrams go to a connection by destination connection id; an unknown id in a
+full-size Initial packet starts a new server-side connection when the endpoint
+accepts, within a cap on handshakes in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import (
+    QuicPacketType,
+    QuicProtocolVersion,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+
+from dht.transport import Address
+from storage.errors import ClosedError
+from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
+from swarm.certificate import create_certificate
+from swarm.connection import Connection
+from swarm.quic_options import QuicOptions, quic_configuration
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes, Address], None]
+Firewall = Callable[[bytes], bool]
+_CID_LENGTH = 8  # aioquic's default, and what pull_quic_header needs for short headers
+_VERSIONS = (QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2)
+
+
+class QuicEndpoint:
+    """Dials and accepts key-pinned QUIC connections over a shared socket."""
+
+    connection_class: type[Connection] = Connection
+
+    def __init__(
+        self,
+        key_pair: KeyPair,
+        send: Send,
+        *,
+        options: QuicOptions | None = None,
+        firewall: Firewall | None = None,
+        on_connection: Callable[[Connection], object] | None = None,
+    ) -> None:
+        if not key_pair.can_sign:
+            raise ValueError("the endpoint's key pair needs its secret key")
+        self.key_pair = key_pair
+        self.options = options or QuicOptions()
+        self.firewall = firewall
+        self.on_connection = on_connection
+        self.accepting = False
+        self._send = send
+        self._certificate, self._private_key = create_certificate(key_pair)
+        self._by_cid: dict[bytes, Connection] = {}
+        self._cids: dict[Connection, set[bytes]] = {}
+        self._closed = False
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Established connections that are still open."""
+        return [c for c in self._cids if c.is_established]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """Feed one datagram from the socket; never raises."""
+        if self._closed:
+            return
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
+        except ValueError:
+            return
+        conn = self._by_cid.get(header.destination_cid)
+        if conn is None:
+            conn = self._maybe_accept(
+                data,
+                addr,
+                header.packet_type,
+                header.version,
+                header.destination_cid,
+                header.source_cid,
+            )
+            if conn is None:
+                return
+        try:
+            conn._datagram_received(data, addr)
+        except Exception:  # a bug must not take the receive path down with it
+            log.exception("QUIC connection with %s failed", addr)
+            conn._abandon()
+            self._terminated(conn)
+
+    async def connect(self, addr: Address, public_key: bytes) -> Connection:
+        """Dial ``addr`` and return the connection once the peer proved ``public_key``.
+
+        Raises :class:`~swarm.errors.AuthenticationError` when the peer is someone
+        else, :class:`~swarm.errors.PeerRejectedError` when it refuses us, and
+        :class:`~swarm.errors.HandshakeError` on other failures, including no answer
+        within ``options.handshake_timeout`` (wrap in ``asyncio.timeout`` for less).
+        """
+        if self._closed:
+            raise ClosedError("endpoint is closed")
+        if len(public_key) != PUBLIC_KEY_SIZE:
+            raise ValueError(f"a public key is {PUBLIC_KEY_SIZE} bytes")
+        loop = asyncio.get_running_loop()
+        configuration = quic_configuration(
+            self.options,
+            is_client=True,
+            remote=addr,
+            certificate=self._certificate,
+            private_key=self._private_key,
+        )
+        quic = QuicConnection(configuration=configuration)
+        quic.connect(addr, now=loop.time())
+        conn = self.connection_class(
+            quic,
+            self,
+            key_pair=self.key_pair,
+            options=self.options,
+            remote_address=addr,
+            is_initiator=True,
+            expected_key=public_key,
+        )
+        self._register_cid(quic.host_cid, conn)
+        conn._transmit()
+        try:
+            await conn.wait_established()
+        except BaseException:
+            await conn.close("connect abandoned")
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close every connection (peers are told) and stop serving."""
+        if self._closed:
+            return
+        for conn in list(self._cids):
+            await conn.close("endpoint closed")
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop every connection without telling the peers, as if the process died."""
+        self._closed = True
+        for conn in list(self._cids):
+            conn._abandon()
+        self._by_cid.clear()
+        self._cids.clear()
+
+    # -- accepting -----------------------------------------------------------------
+
+    def _maybe_accept(
+        self,
+        data: bytes,
+        addr: Address,
+        packet_type: QuicPacketType,
+        version: int | None,
+        destination_cid: bytes,
+        source_cid: bytes,
+    ) -> Connection | None:
+        if (
+            not self.accepting
+            or packet_type != QuicPacketType.INITIAL
+            or len(data) < SMALLEST_MAX_DATAGRAM_SIZE
+        ):
+            return None
+        if version not in _VERSIONS:
+            # never answer a Version Negotiation packet (version 0) with another one
+            if version:
+                self._send(
+                    encode_quic_version_negotiation(
+                        source_cid=destination_cid,
+                        destination_cid=source_cid,
+                        supported_versions=list(_VERSIONS),
+                    ),
+                    addr,
+                )
+            return None
+        handshaking = sum(1 for c in self._cids if not c.is_established and not c.is_closed)
+        if handshaking >= self.options.max_handshakes:
+            log.debug("dropping Initial from %s: %d handshakes in progress", addr, handshaking)
+            return None
+        configuration = quic_configuration(
+            self.options,
+            is_client=False,
+            remote=addr,
+            certificate=self._certificate,
+            private_key=self._private_key,
+        )
+        quic = QuicConnection(
+            configuration=configuration, original_destination_connection_id=destination_cid
+        )
+        conn = self.connection_class(
+            quic,
+            self,
+            key_pair=self.key_pair,
+            options=self.options,
+            remote_address=addr,
+            is_initiator=False,
+        )
+        self._register_cid(destination_cid, conn)
+        self._register_cid(quic.host_cid, conn)
+        return conn
+
+    # -- ConnectionHost ------------------------------------------------------------
+
+    def _send_datagram(self, data: bytes, addr: Address) -> None:
+        if not self._closed:
+            self._send(data, addr)
+
+    def _register_cid(self, cid: bytes, conn: Connection) -> None:
+        self._by_cid[cid] = conn
+        self._cids.setdefault(conn, set()).add(cid)
+
+    def _retire_cid(self, cid: bytes) -> None:
+        conn = self._by_cid.pop(cid, None)
+        if conn is not None:
+            self._cids.get(conn, set()).discard(cid)
+
+    def _admit(self, conn: Connection) -> str | None:
+        if len(self.connections) >= self.options.max_connections:
+            return "too many connections"
+        if self.firewall is not None:
+            try:
+                allowed = self.firewall(conn.remote_public_key)
+            except Exception:
+                log.exception("firewall callback failed; rejecting")
+                allowed = False
+            if not allowed:
+                return "rejected by firewall"
+        return None
+
+    def _established(self, conn: Connection) -> None:
+        if self.on_connection is not None:
+            try:
+                self.on_connection(conn)
+            except Exception:
+                log.exception("on_connection callback failed")
+
+    def _terminated(self, conn: Connection) -> None:
+        for cid in self._cids.pop(conn, set()):
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]

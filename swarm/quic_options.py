@@ -1,0 +1,74 @@
+"""Tunables of the QUIC layer, and the aioquic configuration built from them."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from aioquic.quic.configuration import QuicConfiguration
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from dht.transport import Address
+from swarm.local_host import is_this_host
+
+ALPN = "peerswarm/1"
+
+
+@dataclass(frozen=True)
+class QuicOptions:
+    """How connections behave; the defaults suit both loopback tests and the Internet.
+
+    ``idle_timeout`` bounds how long a vanished peer goes unnoticed; ``keepalive``
+    pings keep a quiet connection (and its NAT mapping) alive well inside it.
+    """
+
+    idle_timeout: float = 5.0
+    keepalive: float = 1.5
+    handshake_timeout: float = 10.0
+    # our receive window per stream (bytes a peer may send ahead of what the app read):
+    # it starts small and doubles, up to the maximum, while the app keeps up
+    stream_window: int = 256 * 1024
+    max_stream_window: int = 4 * 1024 * 1024
+    # a write buffer above this makes drain() wait
+    write_high_water: int = 64 * 1024
+    # 1350 fits in every common path (IPv6, PPPoE, tunnels) without PMTU discovery
+    max_datagram_size: int = 1350
+    # to this host (loopback, 64 KiB MTU) big packets cut aioquic's per-packet Python
+    # cost; aioquic encodes frame lengths in 2 bytes, so stay under 16 KiB
+    loopback_datagram_size: int = 16 * 1024
+    congestion_control: str = "reno"
+    max_connections: int = 256
+    max_handshakes: int = 64
+    max_pending_streams: int = 64
+
+
+def quic_configuration(
+    options: QuicOptions,
+    *,
+    is_client: bool,
+    remote: Address,
+    certificate: x509.Certificate,
+    private_key: Ed25519PrivateKey,
+) -> QuicConfiguration:
+    """An aioquic configuration for one connection to or from ``remote``.
+
+    Certificate chains are not verified (``CERT_NONE``): peers are authenticated by
+    pinning the certificate's key to the expected identity, see ``swarm.connection``.
+    Both sides present a certificate; only the server's is seen by aioquic.
+    """
+    size = options.loopback_datagram_size if is_this_host(remote) else options.max_datagram_size
+    return QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        verify_mode=ssl.CERT_NONE,
+        certificate=certificate,
+        private_key=private_key,
+        idle_timeout=options.idle_timeout,
+        max_datagram_size=size,
+        # our own credit (swarm.control) bounds memory; QUIC's windows must just not
+        # get in its way, so they start well above it (aioquic grows them as used)
+        max_stream_data=max(options.stream_window, options.max_stream_window),
+        max_data=4 * max(options.stream_window, options.max_stream_window),
+        congestion_control_algorithm=options.congestion_control,
+    )

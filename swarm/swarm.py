@@ -1,0 +1,563 @@
+"""Swarm: find peers on the DHT by key or topic and hold one QUIC connection to each.
+
+The swarm runs its QUIC endpoint on its DHT node's socket (first bytes 0x40–0xFF),
+so QUIC leaves through the NAT mapping the DHT learned. Connecting to a key:
+
+1. look up ``hash32(public_key)`` (where :meth:`Swarm.listen` announces) → records;
+2. send a :class:`~swarm.handshake.ConnectRequest` through one of the record's relay
+   nodes (``DHTNode.forward``); the peer answers with the addresses it takes QUIC on;
+3. dial them in turn; the connection is handed out only once the peer proved the
+   key we looked up and accepted ours (``swarm.connection``).
+
+A topic joined as client runs the same steps for every key its lookup yields. One
+connection is kept per pair of peers: if both dialed, both keep the one whose
+initiator has the larger public key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import ipaddress
+import logging
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+)
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from dht.node import DHTNode
+from dht.node_id import hash32
+from dht.records import PeerRecord
+from dht.transport import Address, Network
+from storage.errors import ClosedError, DecodeError, InvalidArgumentError, PeerswarmError
+from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
+from swarm import handshake
+from swarm.connection import CloseCode, Connection
+from swarm.discovery import Discovery
+from swarm.errors import (
+    AuthenticationError,
+    HandshakeError,
+    PeerNotFoundError,
+    PeerRejectedError,
+)
+from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
+from swarm.local_host import is_this_host, local_ips
+from swarm.peer_info import PeerInfo
+from swarm.quic_endpoint import Firewall, QuicEndpoint
+from swarm.quic_options import QuicOptions
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+QUIC_FIRST, QUIC_LAST = 0x40, 0xFF
+UNANNOUNCE_TIMEOUT = 2.0
+ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
+
+
+class Replication(Protocol):
+    async def close(self) -> None: ...
+
+
+def key_topic(public_key: bytes) -> bytes:
+    """Where a peer announces itself to be reachable by key alone (as the DHT suggests)."""
+    return hash32(public_key)
+
+
+class Swarm:
+    """A peer: one DHT node, one QUIC endpoint on its socket, connections by key or topic."""
+
+    def __init__(
+        self,
+        bootstrap: Iterable[Address] = (),
+        key_pair: KeyPair | None = None,
+        store: Any = None,
+        max_peers: int = 64,
+        firewall: Firewall | None = None,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        network: Network | None = None,
+        options: QuicOptions | None = None,
+        dht_options: dict[str, Any] | None = None,
+        attempt_timeout: float = 5.0,
+        lookup_interval: float = 60.0,
+    ) -> None:
+        if max_peers < 1:
+            raise InvalidArgumentError("max_peers must be at least 1")
+        self.key_pair = key_pair or KeyPair.generate()
+        self.store = store
+        self.max_peers = max_peers
+        self.firewall = firewall
+        self.options = dataclasses.replace(options or QuicOptions(), max_connections=max_peers)
+        self.attempt_timeout = attempt_timeout
+        self.lookup_interval = lookup_interval
+        self.dht = DHTNode(
+            bootstrap, host, port, self.key_pair, network=network, **(dht_options or {})
+        )
+        self._endpoint = QuicEndpoint(
+            self.key_pair,
+            self._send,
+            options=self.options,
+            firewall=self._allow,
+            on_connection=self._adopt,
+        )
+        self._connections: dict[bytes, Connection] = {}
+        self._connecting: dict[bytes, asyncio.Task[Connection]] = {}
+        self._discoveries: dict[bytes, tuple[Discovery, asyncio.Task[None]]] = {}
+        self._kept_peers: dict[bytes, asyncio.Task[None]] = {}
+        self._peers: dict[bytes, PeerInfo] = {}
+        self._callbacks: list[ConnectionCallback] = []
+        self._iterators: set[asyncio.Queue[Connection | None]] = set()
+        self._replications: dict[Connection, Replication] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listening = False
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the DHT node and serve QUIC and forwarded handshakes on its socket."""
+        if self._started:
+            return
+        self._started = True
+        await self.dht.start()
+        self.dht.add_datagram_handler(QUIC_FIRST, QUIC_LAST, self._endpoint.datagram_received)
+        self.dht.on_forward(self._on_forward)
+
+    async def close(self) -> None:
+        """Leave everything: cancel our tasks, close connections (peers are told), DHT."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._unannounce_all()
+        for replication in list(self._replications.values()):
+            with contextlib.suppress(Exception):
+                await replication.close()
+        self._replications.clear()
+        await self._endpoint.close()
+        if self._started:
+            self.dht.remove_datagram_handler(QUIC_FIRST, QUIC_LAST)
+            self.dht.on_forward(None)
+        await self.dht.close()
+        for queue in self._iterators:
+            queue.put_nowait(None)
+
+    async def _unannounce_all(self) -> None:
+        """Withdraw our records so nobody dials a peer that is gone (best effort, bounded)."""
+        topics = [t for t, (d, _) in self._discoveries.items() if d.server]
+        if self._listening:
+            topics.append(key_topic(self.public_key))
+        self._discoveries.clear()
+        if not topics or not self._started:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(UNANNOUNCE_TIMEOUT):
+                await asyncio.gather(
+                    *(self.dht.unannounce(t, self.key_pair) for t in topics),
+                    return_exceptions=True,
+                )
+
+    async def __aenter__(self) -> Swarm:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- public API --------------------------------------------------------------------
+
+    @property
+    def public_key(self) -> bytes:
+        return self.key_pair.public_key
+
+    @property
+    def peers(self) -> list[PeerInfo]:
+        """Every peer key seen so far, with its topics and connection state."""
+        return list(self._peers.values())
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def get_connection(self, public_key: bytes) -> Connection | None:
+        """The open connection to ``public_key``, if there is one."""
+        conn = self._connections.get(public_key)
+        return conn if conn is not None and not conn.is_closed else None
+
+    async def listen(self) -> None:
+        """Accept connections and announce ourselves under :func:`key_topic`."""
+        self._check_open()
+        self._endpoint.accepting = True
+        if not self._listening:
+            await self.dht.announce(key_topic(self.public_key), self.key_pair)
+            self._listening = True
+
+    async def connect(self, public_key: bytes) -> Connection:
+        """A connection to the peer with ``public_key`` (the existing one, if any).
+
+        Raises :class:`PeerNotFoundError` when the key is not announced,
+        :class:`PeerRejectedError` when the peer refuses, and
+        :class:`HandshakeError` (or :class:`AuthenticationError`) otherwise.
+        """
+        self._check_open()
+        if len(public_key) != PUBLIC_KEY_SIZE:
+            raise InvalidArgumentError(f"a public key is {PUBLIC_KEY_SIZE} bytes")
+        if public_key == self.public_key:
+            raise InvalidArgumentError("cannot connect to ourselves")
+        if (conn := self.get_connection(public_key)) is not None:
+            return conn
+        return await asyncio.shield(self._dial_once(public_key, None))
+
+    def join(self, topic: bytes, server: bool = True, client: bool = True) -> Discovery:
+        """Announce ``topic`` (server) and/or connect to everyone announcing it (client)."""
+        self._check_open()
+        if len(topic) != 32:
+            raise InvalidArgumentError("a topic is 32 bytes")
+        if not server and not client:
+            raise InvalidArgumentError("join as server, client or both")
+        if topic in self._discoveries:
+            _, task = self._discoveries.pop(topic)
+            task.cancel()
+        if server:
+            self._endpoint.accepting = True
+        discovery = Discovery(
+            topic,
+            server=server,
+            client=client,
+            announce=self._announce,
+            discover=self._discover,
+            lookup_interval=self.lookup_interval,
+        )
+        self._discoveries[topic] = (discovery, self._spawn(discovery.run()))
+        return discovery
+
+    async def leave(self, topic: bytes) -> None:
+        """Stop announcing and looking up ``topic``; connections stay open."""
+        entry = self._discoveries.pop(topic, None)
+        if entry is None:
+            return
+        discovery, task = entry
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if discovery.server and not self._closed:
+            with contextlib.suppress(PeerswarmError):
+                await self.dht.unannounce(topic, self.key_pair)
+
+    def join_peer(self, public_key: bytes) -> None:
+        """Keep a connection to ``public_key``: connect now and again whenever it drops."""
+        self._check_open()
+        if public_key not in self._kept_peers:
+            self._kept_peers[public_key] = self._spawn(self._keep_peer(public_key))
+
+    def leave_peer(self, public_key: bytes) -> None:
+        """Stop reconnecting to ``public_key`` (an open connection stays)."""
+        task = self._kept_peers.pop(public_key, None)
+        if task is not None:
+            task.cancel()
+
+    async def flush(self) -> None:
+        """Wait until every join is flushed and every queued connection attempt settled."""
+        for discovery, _ in list(self._discoveries.values()):
+            with contextlib.suppress(PeerswarmError):
+                await discovery.flushed()
+        while pending := list(self._connecting.values()):
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def on_connection(self, callback: ConnectionCallback) -> None:
+        """Call ``callback(conn)`` (plain or async) for every new connection."""
+        self._callbacks.append(callback)
+
+    async def connections(self) -> AsyncIterator[Connection]:
+        """The open connections, then each new one, until the swarm closes."""
+        queue: asyncio.Queue[Connection | None] = asyncio.Queue()
+        for conn in self._connections.values():
+            if not conn.is_closed:
+                queue.put_nowait(conn)
+        self._iterators.add(queue)
+        try:
+            while (item := await queue.get()) is not None:
+                if not item.is_closed:
+                    yield item
+        finally:
+            self._iterators.discard(queue)
+
+    # -- dialing -----------------------------------------------------------------------
+
+    def _dial_once(self, public_key: bytes, record: PeerRecord | None) -> asyncio.Task[Connection]:
+        """One dial per key at a time: a second caller shares the first one's attempt."""
+        task = self._connecting.get(public_key)
+        if task is None:
+            self._peer(public_key).attempts += 1
+            coro = self._connect_key(public_key) if record is None else self._connect_record(record)
+            task = self._spawn(coro)
+            self._connecting[public_key] = task
+
+            def done(t: asyncio.Task[Connection]) -> None:
+                if self._connecting.get(public_key) is t:
+                    del self._connecting[public_key]
+
+            task.add_done_callback(done)
+            task.add_done_callback(_log_failure)
+        return task
+
+    async def _connect_key(self, public_key: bytes) -> Connection:
+        last: PeerswarmError | None = None
+        async with contextlib.aclosing(self.dht.lookup(key_topic(public_key))) as records:
+            async for record in records:
+                if record.public_key != public_key:
+                    continue
+                try:
+                    return await self._connect_record(record)
+                except PeerRejectedError:
+                    raise
+                except PeerswarmError as e:
+                    last = e
+        if last is None:
+            raise PeerNotFoundError(f"no announcement of {public_key.hex()} on the DHT")
+        raise last
+
+    async def _connect_record(self, record: PeerRecord) -> Connection:
+        reply = await self._handshake(record)
+        if reply.status != ReplyStatus.OK:
+            raise PeerRejectedError(
+                f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
+            )
+        return await self._dial(record.public_key, reply.addresses)
+
+    async def _handshake(self, record: PeerRecord) -> ConnectReply:
+        """Send the handshake through all the record's relays at once; first answer wins."""
+        request = handshake.encode_request(
+            ConnectRequest(self.public_key, record.public_key, tuple(self._addresses()))
+        )
+
+        async def ask(via: Address) -> ConnectReply:
+            return handshake.decode_reply(await self.dht.forward(via, record.public_key, request))
+
+        attempts = [asyncio.ensure_future(ask(via)) for via in record.relay_addresses]
+        last: BaseException | None = None
+        try:
+            for next_done in asyncio.as_completed(attempts):
+                try:
+                    return await next_done
+                except PeerswarmError as e:
+                    last = e
+        finally:
+            for attempt in attempts:
+                attempt.cancel()
+            await asyncio.gather(*attempts, return_exceptions=True)
+        raise HandshakeError(f"no relay could reach the peer: {last}")
+
+    async def _dial(self, public_key: bytes, addresses: Iterable[Address]) -> Connection:
+        own = set(self._addresses())
+        last: Exception | None = None
+        for addr in _dial_order(addresses):
+            if (existing := self.get_connection(public_key)) is not None:
+                return existing  # the peer dialed us meanwhile
+            if addr in own:
+                continue
+            try:
+                async with asyncio.timeout(self.attempt_timeout):
+                    conn = await self._endpoint.connect(addr, public_key)
+            except PeerRejectedError:
+                raise
+            except (TimeoutError, HandshakeError) as e:
+                last = e  # includes a stale address now used by another key
+                continue
+            return self._adopt(conn)
+        if isinstance(last, AuthenticationError):
+            raise last
+        raise HandshakeError(f"could not reach {public_key.hex()[:16]} at any address: {last}")
+
+    async def _keep_peer(self, public_key: bytes) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                conn = await self.connect(public_key)
+            except PeerswarmError as e:
+                log.debug("keeping %s: %s", public_key.hex()[:16], e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            backoff = 1.0
+            await conn.wait_closed()
+
+    # -- topics ------------------------------------------------------------------------
+
+    async def _announce(self, topic: bytes) -> None:
+        await self.dht.announce(topic, self.key_pair)
+
+    async def _discover(self, topic: bytes) -> None:
+        async with contextlib.aclosing(self.dht.lookup(topic)) as records:
+            async for record in records:
+                key = record.public_key
+                if key == self.public_key:
+                    continue
+                self._peer(key).topics.add(topic)
+                if self.get_connection(key) is not None or key in self._connecting:
+                    continue
+                if len(self._connections) >= self.max_peers or self._peer(key).banned:
+                    continue
+                self._dial_once(key, record)
+
+    # -- serving -----------------------------------------------------------------------
+
+    async def _on_forward(self, payload: bytes, sender: Address) -> bytes:
+        """Answer a handshake a DHT node forwarded to us (``sender``: the client as seen)."""
+        request = handshake.decode_request(payload)  # DecodeError -> the DHT answers BAD_REQUEST
+        if request.server_key != self.public_key:
+            reply = ConnectReply(ReplyStatus.WRONG_PEER, reason="not this peer")
+        elif not self._endpoint.accepting:
+            reply = ConnectReply(ReplyStatus.NOT_LISTENING, reason="not listening")
+        elif len(self._connections) >= self.max_peers:
+            reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
+        else:
+            reply = ConnectReply(ReplyStatus.OK, tuple(self._addresses()))
+        return handshake.encode_reply(reply)
+
+    def _addresses(self) -> list[Address]:
+        """Where peers can send us QUIC: the public address the DHT saw, then local ones."""
+        found: list[Address] = []
+        public = self.dht.public_address
+        if public is not None:
+            found.append(public)
+        host, port = self.dht.address
+        if host in ("0.0.0.0", "::", ""):
+            found += [(ip, port) for ip in local_ips()]
+        else:
+            found.append((host, port))
+        return list(dict.fromkeys(found))
+
+    def _allow(self, public_key: bytes) -> bool:
+        peer = self._peers.get(public_key)
+        if peer is not None and peer.banned:
+            return False
+        return self.firewall is None or bool(self.firewall(public_key))
+
+    def _send(self, data: bytes, addr: Address) -> None:
+        with contextlib.suppress(ClosedError):
+            self.dht.send_datagram(data, addr)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _adopt(self, conn: Connection) -> Connection:
+        """Take a new authenticated connection; return the one kept for that peer."""
+        key = conn.remote_public_key
+        existing = self.get_connection(key)
+        if existing is not None and existing is not conn:
+            keep = self._preferred(existing, conn)
+            drop = conn if keep is existing else existing
+            drop.close_nowait("duplicate connection", CloseCode.DUPLICATE)
+            if keep is existing:
+                return existing
+        self._connections[key] = conn
+        self._peer(key).connected = True
+        conn.on_close(self._on_closed)
+        if self.store is not None and hasattr(self.store, "replicate"):
+            try:
+                self._replications[conn] = self.store.replicate(conn)
+            except Exception:
+                log.exception("could not start replication with %s", conn)
+        for callback in self._callbacks:
+            try:
+                result = callback(conn)
+            except Exception:
+                log.exception("on_connection callback failed")
+                continue
+            if inspect.isawaitable(result):
+                self._spawn(_await(result)).add_done_callback(_log_failure)
+        for queue in self._iterators:
+            queue.put_nowait(conn)
+        return conn
+
+    def _preferred(self, a: Connection, b: Connection) -> Connection:
+        """Of two connections to one peer, the one both ends keep."""
+        if a.is_initiator == b.is_initiator:
+            return a  # both dialed by the same side: keep the older
+        initiator_key = self.public_key if a.is_initiator else a.remote_public_key
+        other_key = b.remote_public_key if a.is_initiator else self.public_key
+        return a if initiator_key > other_key else b
+
+    def _on_closed(self, conn: Connection) -> None:
+        key = conn.remote_public_key
+        if self._connections.get(key) is conn:
+            del self._connections[key]
+            self._peer(key).connected = False
+        replication = self._replications.pop(conn, None)
+        if replication is not None and not self._closed:
+            self._spawn(replication.close()).add_done_callback(_log_failure)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _peer(self, public_key: bytes) -> PeerInfo:
+        peer = self._peers.get(public_key)
+        if peer is None:
+            peer = self._peers[public_key] = PeerInfo(public_key)
+        return peer
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the swarm is closed")
+        if not self._started:
+            raise ClosedError("the swarm is not started (use `async with Swarm(...)`)")
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def _await(result: Awaitable[None]) -> None:
+    await result
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        return
+    if isinstance(exc, PeerswarmError | DecodeError):
+        log.debug("swarm task failed: %s", exc)
+    else:
+        log.error("swarm task failed", exc_info=exc)
+
+
+def _dial_order(addresses: Iterable[Address]) -> list[Address]:
+    """The candidates worth dialing, best first.
+
+    Loopback addresses reach the peer only from its own host: we are on it when all
+    its addresses are loopback or one of them is one of our own IPs; then loopback
+    goes first (fast path, big packets), else it is dropped.
+    """
+    unique = list(dict.fromkeys(addresses))
+    loopback = [a for a in unique if _is_loopback(a)]
+    others = [a for a in unique if not _is_loopback(a)]
+    if not others or any(is_this_host(a) for a in others):
+        return loopback + others
+    return others
+
+
+def _is_loopback(addr: Address) -> bool:
+    try:
+        return ipaddress.ip_address(addr[0]).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,152 @@
+"""Topics, values and forwarding across a real UDP testnet on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+
+from dht import DHTNode, PeerRecord
+from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTargetError
+from dht.node_id import hash32
+from dht.testnet import testnet
+from dht.transport import Address
+from storage.errors import InvalidArgumentError
+from storage.keypair import KeyPair
+
+FAST: dict[str, Any] = {"request_timeout": 0.2}
+TOPIC = hash32(b"chat")
+
+
+async def collect(node: DHTNode, topic: bytes) -> list[PeerRecord]:
+    return [r async for r in node.lookup(topic)]
+
+
+async def test_announce_lookup_unannounce() -> None:
+    async with testnet(size=30, **FAST) as net:
+        peers = [KeyPair.generate() for _ in range(3)]
+        for i, kp in enumerate(peers):
+            record = await net.nodes[5 + i].announce(TOPIC, kp)
+            assert record.public_key == kp.public_key and record.relay_addresses
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as client:
+            found = await collect(client, TOPIC)
+            assert sorted(r.public_key for r in found) == sorted(kp.public_key for kp in peers)
+            for r in found:
+                r.verify(TOPIC)
+            await net.nodes[5].unannounce(TOPIC, peers[0])
+            assert (TOPIC, peers[0].public_key) not in net.nodes[5]._announced
+            left = {r.public_key for r in await collect(client, TOPIC)}
+            assert left == {peers[1].public_key, peers[2].public_key}
+            assert await collect(client, hash32(b"nobody here")) == []
+
+
+async def test_lookup_streams_and_stops_when_the_consumer_does() -> None:
+    async with testnet(size=10, **FAST) as net:
+        for i in range(4):
+            await net.nodes[i + 1].announce(TOPIC, KeyPair.generate())
+        client = net.nodes[9]
+        async with aclosing(client.lookup(TOPIC)) as records:
+            async for _ in records:
+                break  # the first record arrives before the query is over
+        assert not client._tasks  # closing the iterator stopped its query
+
+
+async def test_records_expire_without_refresh() -> None:
+    async with (
+        testnet(size=6, record_ttl=0.6, **FAST) as net,
+        DHTNode(
+            bootstrap=net.bootstrap, host="127.0.0.1", announce_interval=60, **FAST
+        ) as announcer,
+    ):
+        await announcer.announce(TOPIC)
+        assert [r.public_key for r in await collect(net.nodes[3], TOPIC)] == [
+            announcer.key_pair.public_key
+        ]
+        await asyncio.sleep(0.8)  # the TTL is what we test: time has to pass
+        assert await collect(net.nodes[3], TOPIC) == []
+
+
+async def test_records_are_refreshed_before_they_expire_until_close() -> None:
+    async with testnet(size=6, record_ttl=0.6, **FAST) as net:
+        announcer = await net.add_node(record_ttl=0.6, **FAST)  # refreshes every 0.3 s
+        first = await announcer.announce(TOPIC)
+        await asyncio.sleep(1.5)  # 2.5 TTLs
+        found = await collect(net.nodes[2], TOPIC)
+        assert len(found) == 1 and found[0].timestamp > first.timestamp
+        await announcer.close()
+        await asyncio.sleep(0.8)
+        assert await collect(net.nodes[2], TOPIC) == []
+
+
+async def test_immutable_values() -> None:
+    async with testnet(size=10, **FAST) as net:
+        key = await net.nodes[1].immutable_put(b"hello world")
+        assert key == hash32(b"hello world")
+        assert await net.nodes[8].immutable_get(key) == b"hello world"
+        assert await net.nodes[8].immutable_get(hash32(b"missing")) is None
+        with pytest.raises(InvalidArgumentError):
+            await net.nodes[1].immutable_put(b"x" * 1001)
+        assert await net.nodes[7].immutable_get(await net.nodes[2].immutable_put(b"y" * 1000))
+
+
+async def test_mutable_values_seq_and_cas() -> None:
+    async with testnet(size=10, **FAST) as net:
+        kp = KeyPair.generate()
+        writer, reader = net.nodes[2], net.nodes[7]
+        v0 = await writer.mutable_put(kp, b"zero")
+        assert v0.seq == 0
+        got = await reader.mutable_get(kp.public_key)
+        assert got is not None and (got.seq, got.value) == (0, b"zero")
+        v1 = await writer.mutable_put(kp, b"one")  # seq defaults to highest + 1
+        assert v1.seq == 1
+        with pytest.raises(SeqTooLowError):
+            await reader.mutable_put(kp, b"stale", seq=0)
+        with pytest.raises(SeqTooLowError):
+            await reader.mutable_put(kp, b"conflict", seq=1)
+        with pytest.raises(CASMismatchError):
+            await reader.mutable_put(kp, b"two", seq=2, cas=0)
+        v2 = await reader.mutable_put(kp, b"two", seq=2, cas=1)
+        got = await writer.mutable_get(kp.public_key)
+        assert got == v2
+        # salts give one key many independent values
+        await writer.mutable_put(kp, b"salted", salt=b"profile")
+        salted = await reader.mutable_get(kp.public_key, salt=b"profile")
+        assert salted is not None and salted.value == b"salted" and salted.seq == 0
+        assert await reader.mutable_get(KeyPair.generate().public_key) is None
+
+
+async def test_forward_round_trip_through_the_node_holding_the_announcement() -> None:
+    async with testnet(size=10, **FAST) as net:
+        server, client = net.nodes[4], net.nodes[8]
+        seen: list[Address] = []
+
+        async def handler(payload: bytes, sender: Address) -> bytes:
+            seen.append(sender)
+            return b"hello " + payload
+
+        server.on_forward(handler)
+        # reachable by public key alone: announce under BLAKE2b(public key)
+        by_key = hash32(server.key_pair.public_key)
+        await server.announce(by_key)
+        records = await collect(client, by_key)
+        assert [r.public_key for r in records] == [server.key_pair.public_key]
+        via = records[0].relay_addresses[0]
+        reply = await client.forward(via, server.key_pair.public_key, b"client")
+        assert reply == b"hello client" and seen == [client.address]
+
+        with pytest.raises(UnknownTargetError):
+            await client.forward(via, KeyPair.generate().public_key, b"nobody")
+        with pytest.raises(InvalidArgumentError):
+            await client.forward(via, server.key_pair.public_key, b"x" * 1201)
+
+        async def failing(payload: bytes, sender: Address) -> bytes:
+            raise RuntimeError("the app failed")
+
+        server.on_forward(failing)
+        with pytest.raises(ForwardError):
+            await client.forward(via, server.key_pair.public_key, b"client")
+        server.on_forward(None)
+        with pytest.raises(ForwardError):
+            await client.forward(via, server.key_pair.public_key, b"client")

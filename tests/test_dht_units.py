@@ -1,0 +1,215 @@
+"""The DHT's pure parts: ids, routing table, query state, record store, tokens, NAT class."""
+
+from __future__ import annotations
+
+import random
+
+from dht.messages import ErrorCode
+from dht.nat_sampler import NatSampler
+from dht.nat_type import NatType, classify
+from dht.node_id import bucket_index, distance, node_id, random_id_in_bucket
+from dht.query import QueryState
+from dht.rate_limit import TokenBucket
+from dht.record_store import RecordStore
+from dht.records import MutableValue, PeerRecord
+from dht.routing_table import RoutingTable
+from dht.tokens import Tokens
+from storage.keypair import KeyPair
+
+
+def addr(i: int) -> tuple[str, int]:
+    return (f"10.0.{i // 250}.{i % 250 + 1}", 4000 + i)
+
+
+def test_node_id_is_bound_to_the_address() -> None:
+    assert node_id(("127.0.0.1", 1)) != node_id(("127.0.0.1", 2))
+    assert node_id(("::1", 5)) == node_id(("0:0:0:0:0:0:0:1", 5))  # one spelling per IP
+    assert len(node_id(("1.2.3.4", 5))) == 32
+
+
+def test_random_id_lands_in_the_requested_bucket() -> None:
+    rng = random.Random(1)
+    own = node_id(addr(0))
+    for index in (0, 1, 7, 100, 255):
+        assert bucket_index(own, random_id_in_bucket(own, index, rng)) == index
+
+
+def test_routing_table_keeps_old_contacts_and_replaces_dead_ones() -> None:
+    own = node_id(addr(0))
+    table = RoutingTable(own, k=2)
+    # fill one bucket (the far half of the keyspace)
+    far = [a for a in (addr(i) for i in range(1, 200)) if bucket_index(own, node_id(a)) == 255]
+    assert table.add(node_id(far[0]), far[0], 1.0) is None
+    assert table.add(node_id(far[1]), far[1], 2.0) is None
+    head = table.add(node_id(far[2]), far[2], 3.0)
+    assert head is not None and head.address == far[0]  # ping the oldest, keep it if alive
+    assert node_id(far[2]) not in table and len(table) == 2
+    assert table.remove(node_id(far[0]))  # it did not answer: the newcomer takes its slot
+    assert node_id(far[2]) in table and len(table) == 2
+    assert table.add(node_id(far[1]), far[1], 4.0) is None  # refresh moves it to the tail
+    assert [c.address for c in table.stale(3.5)] == [far[2]]
+
+
+def test_routing_table_closest_is_sorted_by_xor_distance() -> None:
+    own = node_id(addr(0))
+    table = RoutingTable(own, k=20)
+    for i in range(1, 300):
+        table.add(node_id(addr(i)), addr(i), float(i))
+    target = node_id(addr(1000))
+    closest = table.closest(target, 5)
+    everything = sorted(table, key=lambda c: distance(c.id, target))
+    assert [c.id for c in closest] == [c.id for c in everything[:5]]
+    rebased = table.rebased(node_id(addr(999)), 1.0)
+    assert len(rebased) > 0 and rebased.id == node_id(addr(999))
+    assert table.add(own, addr(0), 1.0) is None and own not in table  # never ourselves
+
+
+def test_query_state_walks_closest_first_and_finishes() -> None:
+    target = node_id(addr(5000))
+    q = QueryState(target, k=3, exclude={addr(0)})
+    for i in range(0, 10):
+        q.add(addr(i))
+    first = q.next(3)
+    assert len(first) == 3 and addr(0) not in first
+    ordered = sorted((addr(i) for i in range(1, 10)), key=lambda a: distance(node_id(a), target))
+    assert first == ordered[:3]
+    q.responded(first[0], True, b"t" * 32, [])
+    q.failed(first[1])
+    q.responded(first[2], False, None, [])  # ephemeral: answers but is no storage node
+    assert not q.finished()
+    rest = q.next(10)
+    assert rest == ordered[3:5]  # the window: k closest not failed nor ephemeral
+    for a in rest:
+        q.responded(a, True, None, [])
+    assert q.finished()
+    assert [c.address for c in q.closest()] == [first[0], *rest]
+    assert q.closest()[0].token == b"t" * 32
+
+
+def test_record_store_caps_evict_oldest_first() -> None:
+    kps = [KeyPair.generate() for _ in range(6)]
+    topic = b"t" * 32
+    store = RecordStore(record_ttl=10, value_ttl=10, max_per_topic=3, max_per_ip=4, max_records=5)
+
+    def put(kp: KeyPair, ip: str, ts: int = 1, t: bytes = topic) -> ErrorCode:
+        r = PeerRecord.sign(t, kp, [], ts)
+        return store.announce(t, r, kp.public_key, ts, (ip, 1), 0.0)
+
+    for kp in kps[:4]:
+        assert put(kp, f"10.0.0.{kps.index(kp)}") == ErrorCode.OK
+    keys = [r.public_key for r in store.lookup(topic, 0.0)]
+    assert keys == [kp.public_key for kp in kps[1:4]]  # per topic: oldest evicted
+    # per IP: one IP cannot take more than 4 slots across topics
+    for i in range(6):
+        put(kps[0], "10.9.9.9", t=bytes([i]) * 32)
+    assert len(store) <= 5
+    # total cap
+    assert len(store) == 5
+
+
+def test_record_store_orders_versions_and_expires() -> None:
+    kp = KeyPair.generate()
+    topic = b"t" * 32
+    store = RecordStore(record_ttl=10, value_ttl=10)
+    new = PeerRecord.sign(topic, kp, [], 200)
+    old = PeerRecord.sign(topic, kp, [], 100)
+    src = ("10.0.0.1", 5)
+    assert store.announce(topic, new, kp.public_key, 200, src, 0.0) == ErrorCode.OK
+    assert store.announce(topic, old, kp.public_key, 100, src, 0.0) == ErrorCode.STALE
+    assert store.announce(topic, new, kp.public_key, 200, src, 0.0) == ErrorCode.OK  # resend
+    assert store.source_of(kp.public_key, 1.0) == src
+    assert store.announce(topic, None, kp.public_key, 300, src, 1.0) == ErrorCode.OK  # removal
+    assert store.lookup(topic, 1.0) == []
+    assert store.announce(topic, new, kp.public_key, 200, src, 1.0) == ErrorCode.STALE  # replay
+    assert store.source_of(kp.public_key, 1.0) is None
+    assert store.expire(11.5) == 1 and len(store) == 0
+
+
+def test_record_store_mutable_rules() -> None:
+    kp = KeyPair.generate()
+    store = RecordStore(record_ttl=10, value_ttl=10)
+    src = ("10.0.0.1", 5)
+    v1 = MutableValue.sign(kp, b"one", 1)
+    v2 = MutableValue.sign(kp, b"two", 2)
+    assert store.put_mutable(v1, None, src, 0.0) == ErrorCode.OK
+    assert store.put_mutable(v2, 0, src, 0.0) == ErrorCode.CAS_MISMATCH
+    assert store.put_mutable(v2, 1, src, 0.0) == ErrorCode.OK
+    assert store.put_mutable(v1, None, src, 0.0) == ErrorCode.SEQ_TOO_LOW
+    assert (
+        store.put_mutable(MutableValue.sign(kp, b"x", 2), None, src, 0.0) == ErrorCode.SEQ_TOO_LOW
+    )
+    assert store.get_mutable(v2.target, 0.0) == v2
+    assert store.get_mutable(v2.target, 20.0) is None
+
+
+def test_tokens_bind_the_ip_and_survive_one_rotation() -> None:
+    tokens = Tokens()
+    t = tokens.issue("10.0.0.1")
+    assert tokens.check("10.0.0.1", t)
+    assert not tokens.check("10.0.0.2", t)
+    assert not tokens.check("10.0.0.1", None) and not tokens.check("10.0.0.1", b"x" * 32)
+    tokens.rotate()
+    assert tokens.check("10.0.0.1", t)
+    tokens.rotate()
+    assert not tokens.check("10.0.0.1", t)
+
+
+def test_nat_classification() -> None:
+    local = ("192.168.1.5", 4000)
+    assert classify([], local, None) is NatType.UNKNOWN
+    assert classify([local], local, True) is NatType.OPEN
+    assert classify([local], local, False) is NatType.FIREWALLED
+    assert classify([local], local, None) is NatType.UNKNOWN
+    pub = ("1.2.3.4", 6000)
+    assert classify([pub, pub], local, False) is NatType.CONSISTENT
+    assert classify([pub, ("1.2.3.4", 6001)], local, False) is NatType.RANDOM
+    # a LAN neighbour sees our local address: it says nothing about the NAT
+    assert classify([pub, local, pub], local, False) is NatType.CONSISTENT
+    assert classify([("1.2.3.4", 4000)], ("0.0.0.0", 4000), True) is NatType.OPEN
+
+    sampler = NatSampler(size=3)
+    for i in range(5):
+        sampler.add(("9.9.9.9", i), pub if i != 1 else ("1.2.3.4", 1))
+    assert len(sampler) == 3 and sampler.public_address(local) == pub
+    assert sampler.nat_type(local, False) is NatType.CONSISTENT
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate=1.0, burst=2.0)
+    assert bucket.take(0.0) and bucket.take(0.0) and not bucket.take(0.0)
+    assert bucket.take(1.0) and not bucket.take(1.0)
+
+
+def test_query_state_stays_bounded_but_always_takes_closer_candidates() -> None:
+    target = node_id(addr(10_000))
+    q = QueryState(target, k=4, exclude=set(), max_candidates=4)
+    ranked = sorted((addr(i) for i in range(200)), key=lambda a: distance(node_id(a), target))
+    far = ranked[-4:]
+    for a in far:
+        q.add(a)
+    for a in q.next(4):  # everything queried: nothing left to evict
+        q.responded(a, True, None, [])
+    q.add(ranked[0])  # closer than all: must get in even though the state is full
+    assert q.next(1) == [ranked[0]]
+    for a in ranked[1:100]:
+        q.add(a)
+    assert len(q._sorted) == 5 + 4  # 4 queried + 1 in flight + the cap of new ones
+    assert q.next(10) == ranked[1:4]  # the window: ranked[0] (in flight) and the next 3
+
+
+def test_routing_table_finds_buckets_that_should_not_be_empty() -> None:
+    own = node_id(addr(0))
+    table = RoutingTable(own, k=4)
+    for i in range(1, 400):
+        a = addr(i)
+        if bucket_index(own, node_id(a)) != 255:  # nobody in the far half: a blind spot
+            table.add(node_id(a), a, 0.0)
+    assert 255 in table.empty_buckets()
+    assert 255 in table.idle_buckets(touched_before=0.0)
+    table.touch_bucket(255, 5.0)
+    assert 255 not in table.idle_buckets(touched_before=1.0)  # refreshed recently
+    assert table.bucket_size(255) == 0
+    full = RoutingTable(own, k=4)
+    for i in range(1, 400):
+        full.add(node_id(addr(i)), addr(i), 0.0)
+    assert full.empty_buckets() == []

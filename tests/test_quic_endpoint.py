@@ -1,0 +1,238 @@
+"""QUIC endpoints on plain UDP sockets (no DHT): identity checks, firewall, liveness."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from storage.errors import PeerswarmError
+from storage.keypair import KeyPair
+from swarm import control
+from swarm.connection import Connection
+from swarm.errors import (
+    AuthenticationError,
+    ConnectionClosedError,
+    HandshakeError,
+    PeerRejectedError,
+)
+from swarm.quic_endpoint import QuicEndpoint
+from swarm.quic_options import QuicOptions
+from swarm.standalone_endpoint import StandaloneEndpoint
+
+FAST = QuicOptions(idle_timeout=2.0, keepalive=0.5, handshake_timeout=2.0)
+
+
+class Peer:
+    """A standalone endpoint that queues the connections it accepts."""
+
+    def __init__(self, options: QuicOptions = FAST, **kwargs: object) -> None:
+        self.node = StandaloneEndpoint(options=options, **kwargs)  # type: ignore[arg-type]
+        self.accepted: asyncio.Queue[Connection] = asyncio.Queue()
+        self.node.endpoint.on_connection = self.accepted.put_nowait
+
+    @property
+    def endpoint(self) -> QuicEndpoint:
+        return self.node.endpoint
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[list[Peer]]:
+    made: list[Peer] = []
+    yield made
+    for p in made:
+        await p.node.close()
+
+
+async def start(peers: list[Peer], **kwargs: object) -> Peer:
+    peer = Peer(**kwargs)  # type: ignore[arg-type]
+    await peer.node.open()
+    peers.append(peer)
+    return peer
+
+
+async def test_connect_proves_both_keys_and_carries_data(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    accepted = await server.accepted.get()
+
+    assert conn.remote_public_key == server.node.public_key
+    assert accepted.remote_public_key == client.node.public_key
+    assert conn.is_initiator and not accepted.is_initiator
+    assert not conn.relayed and not accepted.relayed
+    assert conn.remote_address == server.node.address
+    assert accepted.remote_address == client.node.address
+    assert 0 < conn.rtt < 1
+
+    stream = await conn.open_stream()
+    stream.write(b"ping")
+    stream.write_eof()
+    incoming = await accepted.accept_stream()
+    assert await incoming.read() == b"ping"
+    assert incoming.at_eof()
+    incoming.write(b"pong")
+    incoming.write_eof()
+    assert await stream.readexactly(4) == b"pong"
+    assert await stream.read() == b""
+    await asyncio.wait_for(stream.wait_closed(), 2)
+    await asyncio.wait_for(incoming.wait_closed(), 2)
+    assert server.endpoint.connections == [accepted]
+
+
+async def test_wrong_server_key_is_refused_before_any_data(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    impostor_for = KeyPair.generate().public_key  # the key the client looked up
+    with pytest.raises(AuthenticationError):
+        await client.node.connect(server.node.address, impostor_for)
+    assert client.endpoint.connections == []
+    assert server.accepted.empty()  # the server never accepted: no Hello came
+
+
+class ReplayingConnection(Connection):
+    """A client that presents someone else's key with a proof from another connection."""
+
+    stolen: control.Hello | None = None
+
+    def _hello(self, binding: bytes) -> control.Hello:
+        assert self.stolen is not None
+        return self.stolen
+
+
+async def test_replayed_client_proof_is_refused(peers: list[Peer]) -> None:
+    server, victim, attacker = await start(peers), await start(peers), await start(peers)
+    # a valid proof of the victim's key, but bound to some other connection
+    other_binding = os.urandom(48)
+    ReplayingConnection.stolen = Connection._hello(
+        await victim.node.connect(server.node.address, server.node.public_key),
+        other_binding,
+    )
+    await server.accepted.get()
+    attacker.endpoint.connection_class = ReplayingConnection
+    with pytest.raises(AuthenticationError):
+        await attacker.node.connect(server.node.address, server.node.public_key)
+    assert server.accepted.empty()
+    assert [c.remote_public_key for c in server.endpoint.connections] == [victim.node.public_key]
+
+
+async def test_firewall_sees_client_key_and_rejects_cleanly(peers: list[Peer]) -> None:
+    seen: list[bytes] = []
+
+    def firewall(key: bytes) -> bool:
+        seen.append(key)
+        return False
+
+    server = await start(peers, firewall=firewall)
+    client = await start(peers)
+    with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+        await client.node.connect(server.node.address, server.node.public_key)
+    assert seen == [client.node.public_key]
+    assert server.accepted.empty()
+    assert server.endpoint.connections == []
+
+
+async def test_connection_cap_rejects_with_reason(peers: list[Peer]) -> None:
+    server = await start(peers, options=QuicOptions(max_connections=1, handshake_timeout=2))
+    first, second = await start(peers), await start(peers)
+    await first.node.connect(server.node.address, server.node.public_key)
+    with pytest.raises(PeerRejectedError, match="too many connections"):
+        await second.node.connect(server.node.address, server.node.public_key)
+
+
+async def test_nobody_listening_times_out_the_handshake(peers: list[Peer]) -> None:
+    client = await start(peers, options=QuicOptions(handshake_timeout=0.5))
+    silent = await start(peers, accept=False)  # drops every Initial
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(HandshakeError, match="timed out"):
+        await client.node.connect(silent.node.address, silent.node.public_key)
+    assert loop.time() - started < 1.5
+
+
+async def test_close_with_reason_reaches_the_peer(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    accepted = await server.accepted.get()
+    waiting = asyncio.ensure_future(accepted.accept_stream())
+    await conn.close(reason="bye now")
+    with pytest.raises(ConnectionClosedError) as info:
+        await asyncio.wait_for(waiting, 3)
+    assert info.value.reason == "bye now"
+    assert accepted.is_closed and conn.is_closed
+    with pytest.raises(ConnectionClosedError):
+        await conn.open_stream()
+
+
+async def test_vanished_peer_is_detected_within_seconds(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    accepted = await server.accepted.get()
+    stream = await conn.open_stream()
+    stream.write(b"x")
+    incoming = await accepted.accept_stream()
+    assert await incoming.readexactly(1) == b"x"
+
+    # the server disappears without a word: its socket closes, nothing is sent
+    server.node.abort()
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConnectionClosedError):
+        await asyncio.wait_for(stream.read(), 5)
+    assert loop.time() - started < FAST.idle_timeout + 1.5
+    assert conn.is_closed
+    assert isinstance(conn.close_error, PeerswarmError)
+
+
+async def test_keepalive_holds_an_idle_connection_open(peers: list[Peer]) -> None:
+    options = QuicOptions(idle_timeout=1.0, keepalive=0.25, handshake_timeout=2.0)
+    server, client = await start(peers, options=options), await start(peers, options=options)
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    accepted = await server.accepted.get()
+    await asyncio.sleep(2.5)  # idle for 2.5 idle timeouts: only the pings flow
+    assert not conn.is_closed and not accepted.is_closed
+    stream = await conn.open_stream()
+    stream.write(b"still here")
+    stream.write_eof()
+    assert await (await accepted.accept_stream()).read() == b"still here"
+
+
+async def test_twenty_clients_to_one_server(peers: list[Peer]) -> None:
+    server = await start(peers)
+    clients = [await start(peers) for _ in range(20)]
+
+    async def echo_server() -> None:
+        async def serve(conn: Connection) -> None:
+            stream = await conn.accept_stream()
+            stream.write(await stream.read())
+            stream.write_eof()
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in clients:
+                tg.create_task(serve(await server.accepted.get()))
+
+    async def one(peer: Peer) -> bytes:
+        conn = await peer.node.connect(server.node.address, server.node.public_key)
+        stream = await conn.open_stream()
+        stream.write(peer.node.public_key)
+        stream.write_eof()
+        return await stream.read()
+
+    serving = asyncio.ensure_future(echo_server())
+    replies = await asyncio.wait_for(asyncio.gather(*(one(c) for c in clients)), 20)
+    await serving
+    assert replies == [c.node.public_key for c in clients]
+    keys = {c.remote_public_key for c in server.endpoint.connections}
+    assert keys == {c.node.public_key for c in clients}
+
+
+async def test_garbage_datagrams_do_not_hurt_the_endpoint(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    rng = __import__("random").Random(5)
+    for size in (1, 5, 30, 1200, 1300, 1500):
+        for _ in range(20):
+            data = bytes([rng.randrange(0x40, 0x100)]) + rng.randbytes(size - 1)
+            server.endpoint.datagram_received(data, ("127.0.0.1", 9))
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    assert conn.is_established

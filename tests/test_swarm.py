@@ -1,0 +1,266 @@
+"""Swarm over a local DHT on 127.0.0.1: connect by key, by topic, dedup, firewall, churn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from dht.testnet import testnet
+from dht.transport import Address
+from swarm import Swarm
+from swarm.connection import Connection
+from swarm.errors import ConnectionClosedError, PeerNotFoundError, PeerRejectedError
+from swarm.local_host import local_ips
+from swarm.quic_options import QuicOptions
+from swarm.swarm import _dial_order
+
+FAST = QuicOptions(idle_timeout=2.0, keepalive=0.5, handshake_timeout=3.0)
+
+
+@pytest.fixture
+async def bootstrap() -> AsyncIterator[list[Address]]:
+    async with testnet(size=5) as net:
+        yield net.bootstrap
+
+
+@pytest.fixture
+async def make(bootstrap: list[Address]) -> AsyncIterator[Callable[..., Any]]:
+    swarms: list[Swarm] = []
+
+    async def factory(**kwargs: Any) -> Swarm:
+        kwargs.setdefault("options", FAST)
+        swarm = Swarm(bootstrap, host="127.0.0.1", **kwargs)
+        await swarm.start()
+        swarms.append(swarm)
+        return swarm
+
+    yield factory
+    for swarm in swarms:
+        await swarm.close()
+
+
+async def first_connection(swarm: Swarm) -> Connection:
+    async with contextlib.aclosing(swarm.connections()) as conns:
+        async for conn in conns:
+            return conn
+    raise AssertionError("swarm closed")
+
+
+async def test_connect_by_public_key(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    announced: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+
+    async def on_connection(conn: Connection) -> None:  # async callbacks are awaited
+        await asyncio.sleep(0)
+        announced.set_result(conn)
+
+    server.on_connection(on_connection)
+    await server.listen()
+    conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+    accepted = await asyncio.wait_for(first_connection(server), 5)
+    assert await asyncio.wait_for(announced, 5) is accepted
+    assert conn.remote_public_key == server.public_key
+    assert accepted.remote_public_key == client.public_key
+    assert conn.is_initiator and not accepted.is_initiator and not conn.relayed
+    assert conn.remote_address == server.dht.address  # QUIC on the DHT socket
+
+    stream = await conn.open_stream()
+    stream.write(b"over the swarm")
+    stream.write_eof()
+    incoming = await accepted.accept_stream()
+    assert await incoming.read() == b"over the swarm"
+
+    # one connection per peer: connecting again (even concurrently) reuses it
+    again = await asyncio.gather(*(client.connect(server.public_key) for _ in range(3)))
+    assert all(c is conn for c in again)
+    assert [p.public_key for p in client.peers if p.connected] == [server.public_key]
+
+
+async def test_concurrent_first_connects_share_one_dial(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    conns = await asyncio.wait_for(
+        asyncio.gather(*(client.connect(server.public_key) for _ in range(4))), 10
+    )
+    assert len({id(c) for c in conns}) == 1
+    assert len(server._endpoint.connections) == 1
+
+
+async def test_unknown_key_is_not_found(make: Callable[..., Any]) -> None:
+    client = await make()
+    with pytest.raises(PeerNotFoundError):
+        await asyncio.wait_for(client.connect(os.urandom(32)), 10)
+
+
+async def test_a_closed_swarm_withdraws_its_announcement(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    await server.close()
+    with pytest.raises(PeerNotFoundError):
+        await asyncio.wait_for(client.connect(server.public_key), 10)
+
+
+async def test_firewall_rejects_through_the_swarm(make: Callable[..., Any]) -> None:
+    seen: list[bytes] = []
+    server = await make(firewall=lambda key: seen.append(key) or False)
+    client = await make()
+    await server.listen()
+    with pytest.raises(PeerRejectedError, match="firewall"):
+        await asyncio.wait_for(client.connect(server.public_key), 10)
+    assert seen == [client.public_key]
+    assert client.get_connection(server.public_key) is None
+
+
+async def test_topic_connects_every_pair_once(make: Callable[..., Any]) -> None:
+    topic = os.urandom(32)
+    swarms = [await make() for _ in range(4)]
+    seen: dict[bytes, list[bytes]] = {s.public_key: [] for s in swarms}
+
+    for s in swarms:
+
+        def record(conn: Connection, s: Swarm = s) -> None:
+            seen[s.public_key].append(conn.remote_public_key)
+
+        s.on_connection(record)
+
+    discoveries = [s.join(topic) for s in swarms]
+    for d in discoveries:
+        await asyncio.wait_for(d.flushed(), 10)
+    # a second lookup round finds the peers that announced after our first one
+    await asyncio.wait_for(asyncio.gather(*(d.refresh() for d in discoveries)), 10)
+    # once every dial settled, each side has seen both connections of a pair that
+    # both dialed, and closed the same duplicate
+    await asyncio.wait_for(asyncio.gather(*(s.flush() for s in swarms)), 10)
+    for a in swarms:
+        for b in swarms:
+            if a is b:
+                continue
+            ab, ba = a.get_connection(b.public_key), b.get_connection(a.public_key)
+            assert ab is not None and ba is not None
+            assert ab.is_initiator != ba.is_initiator  # the two ends of one QUIC connection
+            assert ab.remote_address == b.dht.address or ba.remote_address == a.dht.address
+        assert set(seen[a.public_key]) == {s.public_key for s in swarms} - {a.public_key}
+        open_keys = {k for k, c in a._connections.items() if not c.is_closed}
+        assert open_keys == {s.public_key for s in swarms} - {a.public_key}
+
+
+async def test_client_only_join_connects_to_servers(make: Callable[..., Any]) -> None:
+    topic = os.urandom(32)
+    server, client = await make(), await make()
+    await asyncio.wait_for(server.join(topic, server=True, client=False).flushed(), 10)
+    await asyncio.wait_for(client.join(topic, server=False, client=True).flushed(), 10)
+    await asyncio.wait_for(client.flush(), 10)
+    conn = client.get_connection(server.public_key)
+    assert conn is not None and conn.is_initiator
+    await asyncio.wait_for(first_connection(server), 5)
+
+    await server.leave(topic)
+    late = await make()
+    await asyncio.wait_for(late.join(topic, server=False, client=True).flushed(), 10)
+    await late.flush()
+    assert late.get_connection(server.public_key) is None
+
+
+async def test_vanished_peer_is_noticed(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+    stream = await conn.open_stream()
+    stream.write(b"?")
+    server._endpoint.abort()  # the peer's QUIC state is gone, nothing is said
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ConnectionClosedError):
+        await asyncio.wait_for(stream.read(), 6)
+    assert loop.time() - started < FAST.idle_timeout + 1.5
+    assert client.get_connection(server.public_key) is None
+
+
+async def test_join_peer_reconnects(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    client.join_peer(server.public_key)
+    first = await asyncio.wait_for(first_connection(server), 10)
+    await first.close(reason="go away once")
+    async with contextlib.aclosing(server.connections()) as conns:
+        async for conn in conns:
+            if conn is not first:
+                break
+    assert conn.remote_public_key == client.public_key and not conn.is_closed
+    client.leave_peer(server.public_key)
+
+
+async def test_twenty_clients_and_a_large_transfer_by_key(make: Callable[..., Any]) -> None:
+    server = await make()
+    await server.listen()
+    clients = [await make() for _ in range(20)]
+
+    async def serve(conn: Connection) -> None:
+        stream = await conn.accept_stream()
+        digest, n = hashlib.sha256(), 0
+        async for chunk in stream:
+            digest.update(chunk)
+            n += len(chunk)
+        stream.write(n.to_bytes(8, "big") + digest.digest())
+        stream.write_eof()
+
+    server.on_connection(serve)
+
+    async def send(client: Swarm, size: int) -> None:
+        conn = await client.connect(server.public_key)
+        stream = await conn.open_stream()
+        block = os.urandom(64 * 1024)
+        digest = hashlib.sha256()
+        for _ in range(size // len(block)):
+            stream.write(block)
+            digest.update(block)
+            await stream.drain()
+        stream.write_eof()
+        reply = await stream.readexactly(40)
+        assert reply == size.to_bytes(8, "big") + digest.digest()
+
+    # one 24 MB transfer alongside 19 small ones, all to one server
+    sizes = [24 * 1024 * 1024] + [128 * 1024] * 19
+    await asyncio.wait_for(
+        asyncio.gather(*(send(c, n) for c, n in zip(clients, sizes, strict=True))), 60
+    )
+    assert {c.remote_public_key for c in server._connections.values()} == {
+        c.public_key for c in clients
+    }
+
+
+async def test_full_server_says_busy(make: Callable[..., Any]) -> None:
+    server = await make(max_peers=1)
+    await server.listen()
+    first, second = await make(), await make()
+    await asyncio.wait_for(first.connect(server.public_key), 10)
+    with pytest.raises(PeerRejectedError, match="too many connections"):
+        await asyncio.wait_for(second.connect(server.public_key), 10)
+
+
+async def test_wildcard_bound_swarms_meet_over_loopback(bootstrap: list[Address]) -> None:
+    async with Swarm(bootstrap, options=FAST) as server, Swarm(bootstrap, options=FAST) as client:
+        await server.listen()
+        conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+        assert conn.remote_address == ("127.0.0.1", server.dht.address[1])
+
+
+def test_dial_order_keeps_loopback_for_peers_on_this_host() -> None:
+    here = local_ips()[0]
+    assert _dial_order([("127.0.0.1", 5), ("127.0.0.1", 5)]) == [("127.0.0.1", 5)]
+    assert _dial_order([("203.0.113.7", 5), (here, 5), ("127.0.0.1", 5)]) == [
+        ("127.0.0.1", 5),
+        ("203.0.113.7", 5),
+        (here, 5),
+    ]
+    # someone else's loopback is useless to us
+    assert _dial_order([("203.0.113.7", 5), ("198.51.100.9", 5), ("127.0.0.1", 5)]) == [
+        ("203.0.113.7", 5),
+        ("198.51.100.9", 5),
+    ]
