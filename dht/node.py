@@ -4,8 +4,11 @@ It owns the node's transport and dispatches every datagram on its first byte
 (``docs/architecture.md``, "One socket"): ``0x01``–``0x0F`` is DHT RPC, other ranges
 go to handlers the layers above register. Protocol decisions live in the pure
 modules (codec, routing table, query state, record store, tokens, NAT sampler);
-this module does I/O, timers and task ownership. Every background task is owned by
-the node and cancelled in :meth:`close`; idle, a node runs one maintenance timer.
+this module does I/O, timers and task ownership. Answering other nodes' requests is
+:class:`dht.request_server.RequestServer`, which DHTNode inherits; this module holds
+the requests we make (queries, announcements, values, forwarding), reachability and
+maintenance. Every background task is owned by the node and cancelled in
+:meth:`close`; idle, a node runs one maintenance timer.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -44,19 +47,25 @@ from dht.messages import (
     Request,
     Response,
     decode,
-    encode,
 )
 from dht.nat_sampler import NatSampler
 from dht.nat_type import NatType
 from dht.node_id import ID_SIZE, canonical_host, distance, hash32, node_id, random_id_in_bucket
 from dht.query import QueryState
-from dht.rate_limit import TokenBucket
 from dht.record_store import RecordStore
 from dht.records import MutableValue, PeerRecord, Removal
-from dht.routing_table import RoutingTable
+from dht.request_server import (
+    MAX_FORWARD_PAYLOAD,
+    MAX_RECORDS_PER_REPLY,
+    RequestServer,
+)
+from dht.routing_table import (
+    DEFAULT_MAX_PER_IP,
+    DEFAULT_MAX_PER_IP_PER_BUCKET,
+    RoutingTable,
+)
 from dht.rpc import RPC
 from dht.state_file import load_nodes, save_nodes
-from dht.tokens import Tokens
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
 from storage.errors import (
     ClosedError,
@@ -71,29 +80,20 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DatagramHandler = Callable[[bytes, Address], None]
-ForwardHandler = Callable[[bytes, Address], Awaitable[bytes]]
 
-MAX_FORWARD_PAYLOAD = 1200
-"""Largest forwarded payload (and reply): one datagram, with headers, under 1400 bytes."""
-MAX_RECORDS_PER_REPLY = 10
-"""A lookup reply carries at most this many records (a random sample when more)."""
-UNAUTHENTICATED_REPLY_BUDGET = 600
-"""Without a valid token a reply may be this large, or 3x the request if larger;
-a reply that would be bigger carries TOKEN_REQUIRED and a token instead."""
-MAX_CLOCK_SKEW = 300.0
-"""Seconds an announcement's timestamp may be ahead of our clock."""
 RELAYS_PER_RECORD = 3
-MAX_CONCURRENT_FORWARDS = 64
 MAX_CONCURRENT_PINGS = 8
-MAX_CONCURRENT_PROBES = 16
 MAX_TOKEN_CACHE = 128
 MAX_LOOKUP_RESULTS = 4096
 STALE_PINGS_PER_ROUND = 1
 FILL_CONTACTS = 3
 NAT_CHECK_HELPERS = 3
 NAT_RECHECK_SOON = 30.0
+DEFAULT_PERSISTENT_AFTER = 10 * 60.0
+"""How long an adaptive node must have been reachable before it claims a routing-table
+slot: apps that live shorter (most, since every Swarm runs a DHT node) stay out of
+other nodes' tables."""
 FIRST_CHECK_ATTEMPTS = 3
-_COMMANDS = frozenset(int(c) for c in Command)
 
 
 def _silence(task: asyncio.Future[Any]) -> None:
@@ -101,13 +101,17 @@ def _silence(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class DHTNode:
+class DHTNode(RequestServer):
     """A Kademlia node on one datagram socket; an async context manager.
 
     ``ephemeral=None`` (default) decides by itself: the node queries from the start
-    but claims a routing-table slot only once another node has pinged it back from a
-    fresh port (it is reachable). ``ephemeral=False`` claims from the start
-    (bootstrap nodes); ``ephemeral=True`` never claims.
+    but claims a routing-table slot only once it has been reachable (other nodes ping
+    it back from a fresh port, and its NAT keeps a consistent mapping) for
+    ``persistent_after`` seconds, confirmed by a fresh check then. Short-lived apps thus
+    never enter other nodes' tables, where they would leave dead entries that cost
+    later lookups a timeout each (hyperdht likewise promotes only long-lived nodes).
+    ``ephemeral=False`` claims from the start (bootstrap nodes); ``ephemeral=True``
+    never claims.
     """
 
     def __init__(
@@ -136,14 +140,22 @@ class DHTNode:
         token_rotation: float = 5 * 60,
         nat_check_interval: float = 10 * 60,
         nat_probe_timeout: float = 3.0,
+        persistent_after: float = DEFAULT_PERSISTENT_AFTER,
         max_records_per_topic: int = 64,
         max_records_per_ip: int = 32,
         max_records: int = 4096,
+        max_contacts_per_ip: int = DEFAULT_MAX_PER_IP,
+        max_contacts_per_ip_per_bucket: int = DEFAULT_MAX_PER_IP_PER_BUCKET,
         max_values: int = 1024,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__()
         if not 1 <= k <= 32 or alpha < 1:
             raise InvalidArgumentError("k must be 1..32 and alpha at least 1")
+        if max_contacts_per_ip < 1 or max_contacts_per_ip_per_bucket < 1:
+            raise InvalidArgumentError("the per-IP contact limits must be at least 1")
+        if not persistent_after >= 0:
+            raise InvalidArgumentError("persistent_after must be >= 0 seconds")
         self.key_pair = key_pair or KeyPair.generate()
         self.k = k
         self.alpha = alpha
@@ -157,6 +169,7 @@ class DHTNode:
         self.token_rotation = token_rotation
         self.nat_check_interval = nat_check_interval
         self.nat_probe_timeout = nat_probe_timeout
+        self.persistent_after = persistent_after
         self._bootstrap_nodes = [(canonical_host(h), int(p)) for h, p in bootstrap]
         self._saved_nodes: list[Address] = []
         self._host = host
@@ -173,7 +186,11 @@ class DHTNode:
         self._rpc: RPC | None = None
         self._local: Address = (host, port)
         self._id: bytes | None = None
-        self.routing_table = RoutingTable(node_id(self._local), k)
+        self._ip_limits = {
+            "max_per_ip": max_contacts_per_ip,
+            "max_per_ip_per_bucket": max_contacts_per_ip_per_bucket,
+        }
+        self.routing_table = RoutingTable(node_id(self._local), k, **self._ip_limits)
         self.records = RecordStore(
             record_ttl,
             value_ttl,
@@ -182,18 +199,19 @@ class DHTNode:
             max_records,
             max_values,
         )
-        self._tokens = Tokens()
         self._token_cache: OrderedDict[Address, bytes] = OrderedDict()
         self._sampler = NatSampler()
         self._reachable: bool | None = None
+        self._eligible_since: float | None = None
+        """Loop time since which an adaptive node could have claimed ``_eligible_at``."""
+        self._eligible_at: Address | None = None
+        self._promotion: asyncio.TimerHandle | None = None
+        self._claimed = asyncio.Event()
+        """Set whenever we claim an id (tests await it)."""
         self._nat_type = NatType.UNKNOWN
         self._handlers: list[DatagramHandler | None] = [None] * 256
-        self._forward_handler: ForwardHandler | None = None
         self._probes: dict[bytes, tuple[asyncio.Future[Address], set[Address]]] = {}
-        self._probe_budget = TokenBucket(rate=20.0, burst=40.0)
-        self._probes_sending = 0
         self._pinging: set[bytes] = set()
-        self._serving: set[tuple[Address, int]] = set()
         self._announced: dict[tuple[bytes, bytes], asyncio.Task[None]] = {}
         self._last_timestamp = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -240,7 +258,7 @@ class DHTNode:
             max_inflight=self._max_inflight,
             rng=self._rng,
         )
-        self.routing_table = RoutingTable(node_id(self._local), self.k)
+        self.routing_table = RoutingTable(node_id(self._local), self.k, **self._ip_limits)
         now = loop.time()
         self._next_rotation = now + self.token_rotation
         self._next_nat_check = now + self.nat_check_interval
@@ -257,8 +275,9 @@ class DHTNode:
         self._schedule_maintenance()
 
     async def ready(self) -> None:
-        """Wait until the first reachability check finished (``nat_type`` is known, and
-        an adaptive node that is reachable has joined routing tables)."""
+        """Wait until the first reachability check finished (``nat_type`` and
+        ``reachable`` are known; an adaptive node joins routing tables only later,
+        after ``persistent_after`` seconds of reachability)."""
         if self._ready is None:
             raise ClosedError("the DHT node is not started")
         await self._ready.wait()
@@ -270,6 +289,8 @@ class DHTNode:
         self._closed = True
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self._promotion is not None:
+            self._promotion.cancel()
         if self._rpc is not None:
             self._rpc.close()
         while self._tasks:  # a task may start another while it unwinds
@@ -348,6 +369,10 @@ class DHTNode:
         if new == self._id:
             return
         self._id = new
+        if new is not None:
+            self._claimed.set()
+        else:
+            self._claimed.clear()
         base = new if new is not None else node_id(self._local)
         if base != self.routing_table.id:
             self.routing_table = self.routing_table.rebased(base, self._now())
@@ -363,12 +388,43 @@ class DHTNode:
         if self._forced_ephemeral is False:
             self._set_id(node_id(public or self._local))
         else:
-            persistent = self._reachable is True and self._nat_type in (
-                NatType.OPEN,
-                NatType.CONSISTENT,
-            )
-            self._set_id(node_id(public) if persistent and public is not None else None)
+            self._set_id(self._adaptive_id(public))
         return self._id is not None and self._id != was and not self._closed
+
+    def _adaptive_id(self, public: Address | None) -> bytes | None:
+        """The id an adaptive node claims: its public address's once it has been
+        reachable at that address for ``persistent_after`` seconds, else none (and a
+        timer re-checks when the time is up)."""
+        eligible = (
+            self._reachable is True
+            and self._nat_type in (NatType.OPEN, NatType.CONSISTENT)
+            and public is not None
+        )
+        if not eligible or public != self._eligible_at:
+            self._eligible_since, self._eligible_at = None, None
+            if self._promotion is not None:
+                self._promotion.cancel()
+                self._promotion = None
+        if not eligible or public is None:
+            return None
+        now = self._now()
+        if self._eligible_since is None:
+            self._eligible_since, self._eligible_at = now, public
+        due = self._eligible_since + self.persistent_after
+        if now >= due:
+            return node_id(public)
+        if self._promotion is None and not self._closed:
+            self._promotion = asyncio.get_running_loop().call_later(due - now, self._promotion_due)
+        return None
+
+    def _promotion_due(self) -> None:
+        """``persistent_after`` is up: confirm we are still reachable (the check claims
+        our id and announces us to our neighbours if so)."""
+        self._promotion = None
+        if self._closed or self._eligible_since is None:
+            return
+        if self._nat_checking is None or self._nat_checking.done():
+            self._nat_checking = self._spawn(self._check_reachability())
 
     async def _refresh_self(self) -> None:
         """Look up our own id (every request carries it, so the nodes around us add us),
@@ -454,20 +510,6 @@ class DHTNode:
         if addr not in asked and not future.done():
             future.set_result(addr)
 
-    async def _send_probe(self, addr: Address, nonce: bytes) -> None:
-        """Ping ``addr`` back from a fresh socket, which it has never sent anything to."""
-        self._probes_sending += 1
-        try:
-            transport = await self._network.open(self._host, 0, lambda data, a: None)
-            try:
-                transport.sendto(encode(Probe(nonce)), addr)
-            finally:
-                transport.close()
-        except (OSError, PeerswarmError) as e:
-            log.debug("cannot open a probe socket: %s", e)
-        finally:
-            self._probes_sending -= 1
-
     # -- datagram dispatch --------------------------------------------------------------
 
     def add_datagram_handler(self, first: int, last: int, handler: DatagramHandler) -> None:
@@ -517,193 +559,6 @@ class DHTNode:
                 self._rpc.on_response(msg, addr)
         else:
             self._on_probe(msg, addr)
-
-    # -- requests we serve --------------------------------------------------------------
-
-    def _on_request(self, req: Request, addr: Address, size: int) -> None:
-        if req.id is not None and req.id == node_id(addr):
-            self._saw_node(req.id, addr)
-        authenticated = self._tokens.check(addr[0], req.token)
-        if req.command in (Command.FORWARD, Command.FORWARDED):
-            self._serve_async(req, addr, authenticated)
-            return
-        try:
-            error, nodes, value = self._serve(req, addr, authenticated)
-        except DecodeError:
-            error, nodes, value = ErrorCode.BAD_REQUEST, [], None
-        except VerificationError:
-            error, nodes, value = ErrorCode.INVALID_SIGNATURE, [], None
-        self._reply(req, addr, error, nodes, value, authenticated, size)
-
-    def _reply(
-        self,
-        req: Request,
-        addr: Address,
-        error: int,
-        nodes: list[Address],
-        value: bytes | None,
-        authenticated: bool,
-        request_size: int,
-    ) -> None:
-        if self._transport is None or self._closed:
-            return
-        token = self._tokens.issue(addr[0])
-        resp = Response(req.tid, addr, self._id, token, nodes, error, value)
-        data = encode(resp)
-        budget = max(UNAUTHENTICATED_REPLY_BUDGET, 3 * request_size)
-        if not authenticated and len(data) > budget:
-            data = encode(Response(req.tid, addr, self._id, token, nodes, ErrorCode.TOKEN_REQUIRED))
-            if len(data) > budget:
-                data = encode(
-                    Response(req.tid, addr, self._id, token, [], ErrorCode.TOKEN_REQUIRED)
-                )
-        self._transport.sendto(data, addr)
-
-    def _closer(self, target: bytes | None, exclude: Address) -> list[Address]:
-        if target is None:
-            return []
-        return [
-            c.address
-            for c in self.routing_table.closest(target, self.k + 1)
-            if c.address != exclude
-        ][: self.k]
-
-    def _serve(
-        self, req: Request, addr: Address, authenticated: bool
-    ) -> tuple[int, list[Address], bytes | None]:
-        """Answer one request synchronously: (error, closer nodes, value)."""
-        cmd, target, now = req.command, req.target, self._now()
-        if cmd not in _COMMANDS:
-            return ErrorCode.UNKNOWN_COMMAND, [], None
-        nodes = self._closer(target, addr)
-        if cmd == Command.PING:
-            return ErrorCode.OK, [], None
-        if cmd == Command.FIND_NODE:
-            return ErrorCode.OK, nodes, None
-        if cmd == Command.NAT_CHECK:
-            if req.value is None or len(req.value) != NONCE_SIZE:
-                return ErrorCode.BAD_REQUEST, [], None
-            if self._probes_sending >= MAX_CONCURRENT_PROBES or not self._probe_budget.take(now):
-                return ErrorCode.BUSY, [], None  # no probe coming: do not count on us
-            self._spawn(self._send_probe(addr, req.value))
-            return ErrorCode.OK, [], None
-        if target is None:
-            return ErrorCode.BAD_REQUEST, [], None
-        if cmd == Command.LOOKUP:
-            found = self.records.lookup(target, now)
-            if len(found) > MAX_RECORDS_PER_REPLY:
-                found = self._rng.sample(found, MAX_RECORDS_PER_REPLY)
-            return ErrorCode.OK, nodes, rec.encode_lookup_reply(found) if found else None
-        if cmd == Command.IMMUTABLE_GET:
-            return ErrorCode.OK, nodes, self.records.get_immutable(target, now)
-        if cmd == Command.MUTABLE_GET:
-            mutable = self.records.get_mutable(target, now)
-            return ErrorCode.OK, nodes, None if mutable is None else mutable.encode()
-        if cmd == Command.UNANNOUNCE:
-            removal = Removal.decode(req.value or b"")
-            removal.verify(target)
-            code = self.records.announce(
-                target, None, removal.public_key, removal.timestamp, addr, now
-            )
-            return code, nodes, None
-        # Writes: only from a requester proven to receive at its IP.
-        if not authenticated:
-            return ErrorCode.TOKEN_REQUIRED, nodes, None
-        if cmd == Command.ANNOUNCE:
-            record = PeerRecord.decode(req.value or b"")
-            record.verify(target)
-            if not self._fresh(record.timestamp):
-                return ErrorCode.STALE, nodes, None
-            code = self.records.announce(
-                target, record, record.public_key, record.timestamp, addr, now
-            )
-            return code, nodes, None
-        if cmd == Command.IMMUTABLE_PUT:
-            value = req.value or b""
-            if len(value) > rec.MAX_IMMUTABLE_VALUE:
-                return ErrorCode.TOO_LARGE, nodes, None
-            if hash32(value) != target:
-                return ErrorCode.BAD_REQUEST, nodes, None
-            self.records.put_immutable(target, value, addr, now)
-            return ErrorCode.OK, nodes, None
-        mutable, cas = rec.decode_mutable_put(req.value or b"")
-        mutable.verify()
-        if mutable.target != target:
-            return ErrorCode.BAD_REQUEST, nodes, None
-        return self.records.put_mutable(mutable, cas, addr, now), nodes, None
-
-    def _fresh(self, timestamp_ms: int) -> bool:
-        now_ms = self._clock() * 1000
-        return now_ms - self.record_ttl * 1000 <= timestamp_ms <= now_ms + MAX_CLOCK_SKEW * 1000
-
-    def _serve_async(self, req: Request, addr: Address, authenticated: bool) -> None:
-        key = (addr, req.tid)
-        if key in self._serving:
-            return  # a retransmission of a request we are still serving
-        if len(self._serving) >= MAX_CONCURRENT_FORWARDS:
-            self._reply(req, addr, ErrorCode.FORWARD_FAILED, [], None, authenticated, 0)
-            return
-        if not authenticated:  # replies may be large: the sender must prove its address
-            self._reply(req, addr, ErrorCode.TOKEN_REQUIRED, [], None, authenticated, 0)
-            return
-        if req.command == Command.FORWARD:
-            target = req.target
-            source = None if target is None else self.records.source_of(target, self._now())
-            if target is None or source is None:
-                self._reply(req, addr, ErrorCode.UNKNOWN_TARGET, [], None, authenticated, 0)
-                return
-            if req.value is None or len(req.value) > MAX_FORWARD_PAYLOAD:
-                self._reply(req, addr, ErrorCode.TOO_LARGE, [], None, authenticated, 0)
-                return
-            coro = self._relay_forward(req, addr, source, target, req.value)
-        else:
-            coro = self._handle_forwarded(req, addr)
-        self._serving.add(key)
-        task = self._spawn(coro)
-        task.add_done_callback(lambda _: self._serving.discard(key))
-
-    async def _relay_forward(
-        self, req: Request, client: Address, source: Address, target: bytes, payload: bytes
-    ) -> None:
-        """Pass a client's payload to the peer whose announcement we hold; relay its reply."""
-        value: bytes | None = None
-        try:
-            resp = await self._request(
-                source,
-                Command.FORWARDED,
-                target=target,
-                value=rec.encode_forwarded(client, payload),
-            )
-            error, value = resp.error, resp.value
-            if error == ErrorCode.OK and value is not None and len(value) > MAX_FORWARD_PAYLOAD:
-                error, value = ErrorCode.TOO_LARGE, None
-        except DHTError:
-            error = ErrorCode.FORWARD_FAILED
-        self._reply(req, client, error, [], value, True, 0)
-
-    async def _handle_forwarded(self, req: Request, relay: Address) -> None:
-        handler = self._forward_handler
-        value: bytes | None = None
-        if handler is None:
-            error = ErrorCode.NO_HANDLER
-        else:
-            try:
-                client, payload = rec.decode_forwarded(req.value or b"", MAX_FORWARD_PAYLOAD)
-                async with asyncio.timeout(4 * self.request_timeout):
-                    value = await handler(payload, client)
-                error = ErrorCode.OK
-                if not isinstance(value, bytes) or len(value) > MAX_FORWARD_PAYLOAD:
-                    error, value = ErrorCode.TOO_LARGE, None
-            except DecodeError:
-                error = ErrorCode.BAD_REQUEST
-            except Exception as e:  # the app's handler failed: tell the client, stay up
-                log.debug("forward handler failed: %r", e)
-                error = ErrorCode.FORWARD_FAILED
-        self._reply(req, relay, error, [], value, True, 0)
-
-    def on_forward(self, handler: ForwardHandler | None) -> None:
-        """Serve forwarded payloads: ``async handler(payload, sender) -> reply``."""
-        self._forward_handler = handler
 
     # -- requests we make ---------------------------------------------------------------
 

@@ -9,11 +9,21 @@ bit ``i``; buckets are created on first use so an idle node stays small.
 A full bucket keeps its old, proven contacts (Kademlia's preference for long-lived
 nodes): a newcomer waits in a small replacement cache while the caller pings the
 least recently seen contact, which is evicted only if the ping fails.
+
+One IP address may hold only a few slots (``max_per_ip`` in the table,
+``max_per_ip_per_bucket`` in one bucket): ids are bound to ``ip:port``, but one host
+owns 65,535 ports and could grind them into every bucket, or around one target, to
+eclipse it. A newcomer over a limit is not kept (not even as a replacement). The
+limits apply to global addresses only: loopback, private, link-local and other
+non-global addresses (a LAN, a testnet on 127.0.0.1, the NAT lab's private side) are
+exempt, since many nodes legitimately share one such address and an attacker there is
+already on the same network.
 """
 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +33,20 @@ from dht.transport import Address
 
 DEFAULT_K = 20
 DEFAULT_REPLACEMENTS = 4
+DEFAULT_MAX_PER_IP = 8
+DEFAULT_MAX_PER_IP_PER_BUCKET = 2
+
+
+def ip_limited(host: str) -> bool:
+    """Whether the per-IP limits apply to ``host``: global unicast addresses only
+    (an IPv4-mapped IPv6 address counts as its IPv4 address)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
 
 
 @dataclass(slots=True)
@@ -48,13 +72,23 @@ class _Bucket:
 
 class RoutingTable:
     def __init__(
-        self, own_id: bytes, k: int = DEFAULT_K, replacements: int = DEFAULT_REPLACEMENTS
+        self,
+        own_id: bytes,
+        k: int = DEFAULT_K,
+        replacements: int = DEFAULT_REPLACEMENTS,
+        *,
+        max_per_ip: int = DEFAULT_MAX_PER_IP,
+        max_per_ip_per_bucket: int = DEFAULT_MAX_PER_IP_PER_BUCKET,
     ) -> None:
         self.id = own_id
         self.k = k
+        self.max_per_ip = max_per_ip
+        self.max_per_ip_per_bucket = max_per_ip_per_bucket
         self._max_replacements = replacements
         self._buckets: dict[int, _Bucket] = {}
         self._size = 0
+        self._per_ip: dict[str, int] = {}
+        """Contacts per limited IP in the table (not counting replacements)."""
 
     def __len__(self) -> int:
         return self._size
@@ -86,13 +120,18 @@ class RoutingTable:
         bucket.touched = now
         contact = bucket.contacts.get(contact_id)
         if contact is not None:
+            if contact.address[0] != address[0]:
+                self._count(contact.address, -1)
+                self._count(address, +1)
             contact.address, contact.last_seen = address, now
             bucket.contacts.move_to_end(contact_id)
             return None
-        if len(bucket.contacts) < self.k:
-            bucket.contacts[contact_id] = Contact(contact_id, address, now)
+        if not self._fits(bucket, address):
             bucket.replacements.pop(contact_id, None)
-            self._size += 1
+            return None
+        if len(bucket.contacts) < self.k:
+            self._insert(bucket, Contact(contact_id, address, now))
+            bucket.replacements.pop(contact_id, None)
             return None
         bucket.replacements.pop(contact_id, None)
         bucket.replacements[contact_id] = Contact(contact_id, address, now)
@@ -107,14 +146,46 @@ class RoutingTable:
         if bucket is None:
             return False
         bucket.replacements.pop(contact_id, None)
-        if bucket.contacts.pop(contact_id, None) is None:
+        gone = bucket.contacts.pop(contact_id, None)
+        if gone is None:
             return False
         self._size -= 1
-        if bucket.replacements:
+        self._count(gone.address, -1)
+        while bucket.replacements:
             _, newcomer = bucket.replacements.popitem()
-            bucket.contacts[newcomer.id] = newcomer
-            self._size += 1
+            if self._fits(bucket, newcomer.address):  # others may have filled its IP's quota
+                self._insert(bucket, newcomer)
+                break
         return True
+
+    def _fits(self, bucket: _Bucket, address: Address) -> bool:
+        """Whether one more contact at ``address``'s IP stays within the per-IP limits."""
+        host = address[0]
+        if not ip_limited(host):
+            return True
+        if self._per_ip.get(host, 0) >= self.max_per_ip:
+            return False
+        same = sum(1 for c in bucket.contacts.values() if c.address[0] == host)
+        return same < self.max_per_ip_per_bucket
+
+    def _insert(self, bucket: _Bucket, contact: Contact) -> None:
+        bucket.contacts[contact.id] = contact
+        self._size += 1
+        self._count(contact.address, +1)
+
+    def _count(self, address: Address, delta: int) -> None:
+        host = address[0]
+        if not ip_limited(host):
+            return
+        count = self._per_ip.get(host, 0) + delta
+        if count > 0:
+            self._per_ip[host] = count
+        else:
+            self._per_ip.pop(host, None)
+
+    def count_ip(self, host: str) -> int:
+        """Contacts in the table at ``host`` (any address, limited or not)."""
+        return sum(1 for c in self if c.address[0] == host)
 
     def closest(self, target: bytes, count: int | None = None) -> list[Contact]:
         """The ``count`` (default k) contacts nearest to ``target`` by XOR distance."""
@@ -169,7 +240,13 @@ class RoutingTable:
 
     def rebased(self, own_id: bytes, now: float) -> RoutingTable:
         """A new table around ``own_id`` (our address changed) holding our contacts."""
-        table = RoutingTable(own_id, self.k, self._max_replacements)
+        table = RoutingTable(
+            own_id,
+            self.k,
+            self._max_replacements,
+            max_per_ip=self.max_per_ip,
+            max_per_ip_per_bucket=self.max_per_ip_per_bucket,
+        )
         for contact in sorted(self, key=lambda c: c.last_seen):
             table.add(contact.id, contact.address, contact.last_seen)
         for bucket in table._buckets.values():

@@ -1,8 +1,9 @@
 """A local DHT for tests and demos: ``async with testnet(size=10) as net``.
 
-The first node is a persistent bootstrap node; the others start adaptive and become
-persistent once their reachability check succeeds (always, on loopback), so the
-testnet exercises the same join path as a real network.
+Every node is persistent from its first second (``ephemeral=False``): they play the
+long-lived nodes of a real network, any of which can bootstrap others. The first one
+is the bootstrap node the others (and ``net.bootstrap`` users) join through. Pass
+``ephemeral=None`` to :meth:`Testnet.add_node` to test the adaptive join path.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ class Testnet:
     async def add_node(self, **node_kwargs: Any) -> DHTNode:
         """Start one more node bootstrapped from this testnet (closed with the testnet)."""
         first = self.nodes[0]
-        kwargs = {"host": first.address[0], "network": first.network, **node_kwargs}
+        kwargs = {
+            "host": first.address[0],
+            "network": first.network,
+            "ephemeral": False,
+            **node_kwargs,
+        }
         node = DHTNode(bootstrap=self.bootstrap, **kwargs)
         self.nodes.append(node)
         await node.start()
@@ -51,11 +57,11 @@ class Testnet:
 async def testnet(
     size: int = 10, host: str = "127.0.0.1", network: Network | None = None, **node_kwargs: Any
 ) -> AsyncIterator[Testnet]:
-    """``size`` DHT nodes on ``host``; the first is the persistent bootstrap node."""
+    """``size`` persistent DHT nodes on ``host``; the first is the bootstrap node."""
     net = Testnet()
     try:
         if size > 0:
-            first = DHTNode(host=host, ephemeral=False, network=network, **node_kwargs)
+            first = DHTNode(**{**node_kwargs, "host": host, "network": network, "ephemeral": False})
             net.nodes.append(first)
             await first.start()
             pending = list(range(1, size))

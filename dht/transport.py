@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -46,36 +47,89 @@ class Network(Protocol):
     async def open(self, host: str, port: int, receiver: Receiver) -> DatagramTransport: ...
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
+MAX_READS_PER_WAKEUP = 64
+"""Datagrams read in one go when the socket becomes readable. Reading a burst at once
+(instead of one datagram per event-loop iteration) lets a receiver handle it as a
+batch: QUIC acknowledges and answers once per burst, not once per packet."""
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self._receiver(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable) surface here; UDP semantics: ignore.
-        pass
+MAX_DATAGRAM_SIZE = 65535
+MAX_SEND_QUEUE = 4 * 1024 * 1024
+"""Bytes held while the kernel's send buffer is full; beyond that datagrams are dropped."""
 
 
 class UDPTransport:
-    """A real UDP socket behind the :class:`DatagramTransport` interface."""
+    """A real UDP socket behind the :class:`DatagramTransport` interface.
 
-    def __init__(self, transport: asyncio.DatagramTransport) -> None:
-        self._transport = transport
-        host, port = transport.get_extra_info("sockname")[:2]
+    It drives a non-blocking socket with the loop's reader/writer callbacks itself:
+    each wakeup reads up to :data:`MAX_READS_PER_WAKEUP` datagrams, and sends go out
+    at once, queued (bounded) only while the kernel buffer is full.
+    """
+
+    def __init__(self, sock: socket.socket, receiver: Receiver) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._receiver = receiver
+        self._loop = asyncio.get_running_loop()
+        host, port = sock.getsockname()[:2]
         self._local: Address = (str(host), int(port))
+        self._queue: deque[tuple[bytes, Address]] = deque()
+        self._queued = 0
+        self._closed = False
+        self._loop.add_reader(self._fd, self._read_ready)
 
     @property
     def local_address(self) -> Address:
         return self._local
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        if not self._transport.is_closing():
-            self._transport.sendto(data, addr)
+        if self._closed:
+            return
+        if not self._queue:
+            try:
+                self._sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._write_ready)
+            except OSError:
+                return  # unreachable, too big, ...: dropped, like UDP
+        if self._queued + len(data) <= MAX_SEND_QUEUE:
+            self._queue.append((bytes(data), addr))
+            self._queued += len(data)
 
     def close(self) -> None:
-        self._transport.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._queue.clear()
+        self._sock.close()
+
+    def _read_ready(self) -> None:
+        for _ in range(MAX_READS_PER_WAKEUP):
+            if self._closed:
+                return
+            try:
+                data, addr = self._sock.recvfrom(MAX_DATAGRAM_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP errors (port unreachable) surface here; UDP semantics: ignore
+            self._receiver(data, (str(addr[0]), int(addr[1])))
+
+    def _write_ready(self) -> None:
+        while self._queue:
+            data, addr = self._queue[0]
+            try:
+                self._sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                pass  # dropped, like UDP
+            self._queue.popleft()
+            self._queued -= len(data)
+        self._loop.remove_writer(self._fd)
 
 
 class UDPNetwork:
@@ -83,12 +137,21 @@ class UDPNetwork:
 
     async def open(self, host: str, port: int, receiver: Receiver) -> DatagramTransport:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UDPProtocol(receiver), local_addr=(host, port)
-        )
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+        if not infos:
+            raise OSError(f"cannot resolve {host!r}")
+        error: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.bind(address)
+            except OSError as e:
+                sock.close()
+                error = e
+                continue
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_SIZE)
-        return UDPTransport(transport)
+            return UDPTransport(sock, receiver)
+        assert error is not None
+        raise error

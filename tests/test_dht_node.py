@@ -95,13 +95,23 @@ async def test_testnet_bootstraps_and_every_node_is_open_and_persistent() -> Non
             assert len(newcomer.routing_table) >= 15
             await newcomer.ready()
             assert newcomer.nat_type is NatType.OPEN and newcomer.reachable
+            # adaptive: reachable, but too young to claim a slot in anyone's table
+            assert newcomer.ephemeral and newcomer.persistent_after == 600
+            for node in net.nodes:
+                assert all(c.address != newcomer.address for c in node.routing_table)
         assert all(len(n._tasks) == 0 for n in [newcomer])
 
 
 async def test_ephemeral_nodes_query_but_never_enter_routing_tables() -> None:
     async with (
         testnet(size=5, **FAST) as net,
-        DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True, **FAST) as eph,
+        DHTNode(
+            bootstrap=net.bootstrap,
+            host="127.0.0.1",
+            ephemeral=True,
+            persistent_after=0,
+            **FAST,
+        ) as eph,
     ):
         await eph.ready()
         assert eph.ephemeral and eph.id is None
@@ -120,6 +130,7 @@ async def test_firewalled_node_is_detected_and_stays_ephemeral() -> None:
             host="127.0.0.1",
             network=Firewall(),
             nat_probe_timeout=0.3,
+            persistent_after=0,
             **FAST,
         ) as node,
     ):
@@ -132,6 +143,38 @@ async def test_firewalled_node_is_detected_and_stays_ephemeral() -> None:
         # it can still use the DHT
         key = await node.immutable_put(b"firewalled but useful")
         assert await net.nodes[1].immutable_get(key) == b"firewalled but useful"
+
+
+async def test_adaptive_node_joins_tables_once_reachable_for_persistent_after() -> None:
+    loop = asyncio.get_running_loop()
+    async with testnet(size=5, **FAST) as net:
+        started = loop.time()
+        async with DHTNode(
+            bootstrap=net.bootstrap, host="127.0.0.1", persistent_after=0.5, **FAST
+        ) as node:
+            await node.ready()
+            assert node.reachable and node.nat_type is NatType.OPEN
+            assert node.ephemeral and node.id is None
+            for other in net.nodes:
+                assert all(c.address != node.address for c in other.routing_table)
+            await asyncio.wait_for(node._claimed.wait(), 5)
+            assert loop.time() - started >= 0.5
+            assert not node.ephemeral and node.id == node_id(node.address)
+            assert node._nat_checking is not None
+            await node._nat_checking  # the confirming check, then the join lookup
+            knowing = [o for o in net.nodes if any(c.id == node.id for c in o.routing_table)]
+            assert len(knowing) >= 3
+
+
+async def test_persistent_after_zero_claims_at_once_and_rejects_negatives() -> None:
+    async with (
+        testnet(size=3, **FAST) as net,
+        DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", persistent_after=0, **FAST) as node,
+    ):
+        await node.ready()
+        assert not node.ephemeral and node.id == node_id(node.address)
+    with pytest.raises(InvalidArgumentError):
+        DHTNode(persistent_after=-1)
 
 
 async def test_lost_packets_are_retried() -> None:

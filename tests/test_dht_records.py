@@ -10,10 +10,11 @@ import pytest
 
 from dht import DHTNode, PeerRecord
 from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTargetError
+from dht.messages import Command, Request, Response, decode
 from dht.node_id import hash32
 from dht.testnet import testnet
-from dht.transport import Address
-from storage.errors import InvalidArgumentError
+from dht.transport import Address, DatagramTransport, Receiver, UDPNetwork
+from storage.errors import DecodeError, InvalidArgumentError
 from storage.keypair import KeyPair
 
 FAST: dict[str, Any] = {"request_timeout": 0.2}
@@ -150,3 +151,82 @@ async def test_forward_round_trip_through_the_node_holding_the_announcement() ->
         server.on_forward(None)
         with pytest.raises(ForwardError):
             await client.forward(via, server.key_pair.public_key, b"client")
+
+
+class _TappedTransport:
+    def __init__(self, inner: DatagramTransport, net: LoseReplies) -> None:
+        self._inner = inner
+        self._net = net
+
+    @property
+    def local_address(self) -> Address:
+        return self._inner.local_address
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self._net.passes(data, self.local_address, addr):
+            self._inner.sendto(data, addr)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class LoseReplies:
+    """Real UDP that loses the first reply carrying ``value`` sent from ``sender``, and
+    counts the FORWARDED requests sent (retransmissions included) after that loss."""
+
+    def __init__(self) -> None:
+        self.value = b""
+        self.sender: Address | None = None
+        self.lost = 0
+        self.forwarded_after_loss = 0
+
+    async def open(self, host: str, port: int, receiver: Receiver) -> DatagramTransport:
+        return _TappedTransport(await UDPNetwork().open(host, port, receiver), self)
+
+    def passes(self, data: bytes, src: Address, dst: Address) -> bool:
+        try:
+            msg = decode(data)
+        except DecodeError:
+            return True
+        if isinstance(msg, Request) and msg.command == Command.FORWARDED:
+            self.forwarded_after_loss += self.lost
+        lose = isinstance(msg, Response) and msg.value == self.value and src == self.sender
+        if lose and self.lost == 0:
+            self.lost += 1
+            return False
+        return True
+
+
+async def _forward_losing_one_reply(lose_at: str) -> tuple[bytes, list[bytes], LoseReplies]:
+    """Forward once while the first reply from the target (``lose_at="target"``) or the
+    relay (``"relay"``) is lost; (reply, payloads the handler saw, the network)."""
+    net_tap = LoseReplies()
+    async with testnet(size=6, network=net_tap, **FAST) as net:
+        server, client = net.nodes[2], net.nodes[5]
+        calls: list[bytes] = []
+
+        async def handler(payload: bytes, sender: Address) -> bytes:
+            calls.append(payload)
+            return b"reply %d" % len(calls)
+
+        server.on_forward(handler)
+        by_key = hash32(server.key_pair.public_key)
+        record = await server.announce(by_key)
+        via = next(a for a in record.relay_addresses if a not in (server.address, client.address))
+        net_tap.value = b"reply 1"
+        net_tap.sender = server.address if lose_at == "target" else via
+        reply = await client.forward(via, server.key_pair.public_key, b"once")
+        assert net_tap.lost == 1
+        return reply, calls, net_tap
+
+
+async def test_a_lost_reply_from_the_target_does_not_run_its_handler_twice() -> None:
+    reply, calls, net_tap = await _forward_losing_one_reply("target")
+    assert reply == b"reply 1" and calls == [b"once"]
+    assert net_tap.forwarded_after_loss == 1  # the relay retransmitted; answered from cache
+
+
+async def test_a_lost_reply_from_the_relay_is_resent_without_forwarding_again() -> None:
+    reply, calls, net_tap = await _forward_losing_one_reply("relay")
+    assert reply == b"reply 1" and calls == [b"once"]
+    assert net_tap.forwarded_after_loss == 0  # the client retransmitted; answered from cache

@@ -7,12 +7,15 @@ import os
 import time
 from typing import Any
 
+import pytest
+
 from dht import DHTNode
 from dht.messages import Command, ErrorCode, Request, Response, decode, encode
 from dht.node_id import hash32, node_id
 from dht.records import PeerRecord, Removal, encode_lookup_reply
 from dht.testnet import testnet
 from dht.transport import Address, DatagramTransport, UDPNetwork
+from storage.errors import InvalidArgumentError
 from storage.keypair import KeyPair
 
 FAST: dict[str, Any] = {"request_timeout": 0.2}
@@ -263,3 +266,16 @@ async def test_unknown_commands_get_an_error_reply() -> None:
             assert resp.error == ErrorCode.UNKNOWN_COMMAND
         finally:
             raw.close()
+
+
+async def test_one_public_ip_with_many_ports_cannot_fill_the_routing_table() -> None:
+    async with testnet(size=2, max_contacts_per_ip=3, **FAST) as net:
+        node = net.nodes[1]
+        assert node.routing_table.max_per_ip == 3
+        for port in range(1000, 1500):  # as if 500 nodes at one public IP had answered
+            node._saw_node(node_id(("8.8.8.8", port)), ("8.8.8.8", port))
+        assert node.routing_table.count_ip("8.8.8.8") == 3
+        # loopback is exempt (the testnet itself shares one IP)
+        assert node.routing_table.count_ip("127.0.0.1") == 1
+    with pytest.raises(InvalidArgumentError):
+        DHTNode(max_contacts_per_ip=0)

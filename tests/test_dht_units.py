@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 from dht.messages import ErrorCode
 from dht.nat_sampler import NatSampler
@@ -48,6 +49,54 @@ def test_routing_table_keeps_old_contacts_and_replaces_dead_ones() -> None:
     assert node_id(far[2]) in table and len(table) == 2
     assert table.add(node_id(far[1]), far[1], 4.0) is None  # refresh moves it to the tail
     assert [c.address for c in table.stale(3.5)] == [far[2]]
+
+
+def _far(own: bytes, host: str, count: int) -> list[tuple[str, int]]:
+    """``count`` addresses at ``host`` whose ids fall in bucket 255 of ``own``."""
+    found = (
+        a for a in ((host, p) for p in range(1000, 2000)) if bucket_index(own, node_id(a)) == 255
+    )
+    return [next(found) for _ in range(count)]
+
+
+def test_routing_table_limits_contacts_per_public_ip() -> None:
+    own = node_id(addr(0))
+    table = RoutingTable(own, k=20, max_per_ip=5, max_per_ip_per_bucket=2)
+    attacker = [("8.8.8.8", p) for p in range(1000, 3000)]  # one host grinding ports
+    for i, a in enumerate(attacker):
+        assert table.add(node_id(a), a, float(i)) is None  # no bucket ever fills
+    assert table.count_ip("8.8.8.8") == 5 == len(table)
+    assert max(Counter(bucket_index(own, c.id) for c in table).values()) <= 2
+    for p in range(1000, 1030):  # another IP is not affected
+        table.add(node_id(("9.9.9.9", p)), ("9.9.9.9", p), 1.0)
+    assert table.count_ip("9.9.9.9") == 5
+    # loopback and private addresses are exempt: a testnet on 127.0.0.1 fills up
+    for host in ("127.0.0.1", "10.0.0.1", "::1", "fe80::1"):
+        local = RoutingTable(own, k=20, max_per_ip=5, max_per_ip_per_bucket=2)
+        for p in range(1000, 1100):
+            local.add(node_id((host, p)), (host, p), 2.0)
+        assert local.count_ip(host) > 20
+    # a freed slot can go to the same IP again; the limits survive a rebase
+    gone = next(c for c in table if c.address[0] == "8.8.8.8")
+    assert table.remove(gone.id) and table.count_ip("8.8.8.8") == 4
+    assert table.add(node_id(gone.address), gone.address, 3.0) is None
+    assert table.count_ip("8.8.8.8") == 5
+    rebased = table.rebased(node_id(addr(7)), 4.0)
+    assert rebased.count_ip("8.8.8.8") <= 5 and rebased.max_per_ip == 5
+
+
+def test_routing_table_replacements_respect_the_per_ip_limit() -> None:
+    own = node_id(addr(0))
+    table = RoutingTable(own, k=2, max_per_ip=8, max_per_ip_per_bucket=1)
+    (x,), (y,), (a, b) = _far(own, "1.1.1.1", 1), _far(own, "2.2.2.2", 1), _far(own, "3.3.3.3", 2)
+    table.add(node_id(x), x, 1.0)
+    table.add(node_id(y), y, 2.0)
+    assert table.add(node_id(a), a, 3.0) is not None  # full: both wait as replacements
+    assert table.add(node_id(b), b, 4.0) is not None
+    assert table.remove(node_id(x))  # the newest replacement takes the slot
+    assert node_id(b) in table and table.count_ip("3.3.3.3") == 1
+    assert table.remove(node_id(y))  # the other one would be a 2nd 3.3.3.3 in the bucket
+    assert node_id(a) not in table and len(table) == 1
 
 
 def test_routing_table_closest_is_sorted_by_xor_distance() -> None:
