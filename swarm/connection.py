@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -62,6 +63,10 @@ class CloseCode(enum.IntEnum):
     STREAM_REFUSED = 0x106
 
 
+Verdict = str | None
+"""An admission decision: ``None`` to accept, else the reason for refusing."""
+
+
 class ConnectionHost(Protocol):
     """What a connection needs from the endpoint that owns its socket."""
 
@@ -71,7 +76,7 @@ class ConnectionHost(Protocol):
 
     def _retire_cid(self, cid: bytes) -> None: ...
 
-    def _admit(self, conn: Connection) -> str | None: ...
+    def _admit(self, conn: Connection) -> Verdict | Awaitable[Verdict]: ...
 
     def _established(self, conn: Connection) -> None: ...
 
@@ -122,6 +127,9 @@ class Connection:
         self._closed = asyncio.Event()
         self._close_error: ConnectionClosedError | None = None
         self._terminated = False
+        self._closing = False  # a graceful close() is waiting for our data to be acknowledged
+        self._acked_waiter: asyncio.Future[None] | None = None
+        self._admission: asyncio.Task[None] | None = None
         self._close_callbacks: list[CloseCallback] = []
 
         self._timer: asyncio.TimerHandle | None = None
@@ -190,6 +198,8 @@ class Connection:
         await self.wait_established()
         if self._close_error is not None:
             raise self._close_error
+        if self._closing:
+            raise ConnectionClosedError("connection is closing")
         stream_id = self._quic.get_next_available_stream_id()
         assert self._peer_window is not None
         stream = self._new_stream(stream_id, self._peer_window, label)
@@ -211,15 +221,46 @@ class Connection:
             del self._incoming[label]
         return stream
 
-    async def close(self, reason: str = "", error_code: int = CloseCode.NO_ERROR) -> None:
-        """Close now: the peer gets ``reason``; streams fail; unsent data is dropped."""
+    async def close(
+        self,
+        reason: str = "",
+        error_code: int = CloseCode.NO_ERROR,
+        *,
+        linger: float | None = None,
+    ) -> None:
+        """Close gracefully: deliver what was written, then tell the peer ``reason``.
+
+        Waits (at most ``linger`` seconds, default ``options.close_timeout``) until the
+        peer acknowledged every byte and FIN written to our streams, including data
+        still waiting for the peer's credit; then sends CONNECTION_CLOSE. Whatever is
+        still unacknowledged then is dropped. No new stream can be opened meanwhile.
+        :meth:`abort` (or ``linger=0``) closes at once; so does cancelling the call.
+        """
+        if self._closed.is_set():
+            return
+        wait = self._options.close_timeout if linger is None else linger
+        if wait > 0 and self.is_established and not self._terminated:
+            self._closing = True
+            if not self._sent_data_acknowledged():
+                waiter = self._acked_waiter
+                if waiter is None or waiter.done():
+                    waiter = self._acked_waiter = self._loop.create_future()
+                try:
+                    await asyncio.wait((waiter,), timeout=wait)
+                finally:
+                    self.close_nowait(reason, error_code)  # also when cancelled
+                return
         self.close_nowait(reason, error_code)
 
     def close_nowait(self, reason: str = "", error_code: int = CloseCode.NO_ERROR) -> None:
-        """:meth:`close` for synchronous callers (it never needs to wait)."""
+        """Close now: the peer gets ``reason``; streams fail; unacknowledged data is lost."""
         message = f"connection closed locally{': ' + reason if reason else ''}"
         error = ConnectionClosedError(message, error_code=error_code, reason=reason)
         self._close(error_code, reason, error)
+
+    def abort(self, reason: str = "", error_code: int = CloseCode.NO_ERROR) -> None:
+        """Close at once without waiting for data in flight (same as :meth:`close_nowait`)."""
+        self.close_nowait(reason, error_code)
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, by either side or by a timeout."""
@@ -262,7 +303,9 @@ class Connection:
         self.bytes_received += len(data)
         self._quic.receive_datagram(data, addr, now=self._loop.time())
         self._process_events()
-        self._transmit()
+        # the socket hands over a burst of datagrams in one callback: answer (ACKs,
+        # more data) once after all of them, not once per datagram
+        self._transmit_soon()
 
     def _transmit_soon(self) -> None:
         if self._transmit_handle is None and not self._terminated:
@@ -280,6 +323,31 @@ class Connection:
             self._remote_address = (str(addr[0]), int(addr[1]))
             self._host._send_datagram(data, self._remote_address)
         self._arm_timer()
+        if self._acked_waiter is not None and self._sent_data_acknowledged():
+            if not self._acked_waiter.done():
+                self._acked_waiter.set_result(None)
+            self._acked_waiter = None
+
+    def _sent_data_acknowledged(self) -> bool:
+        """True when the peer acknowledged every byte (and FIN) our streams were given.
+
+        The control stream does not count: it carries only credit, which a closing
+        connection no longer needs.
+        """
+        for stream in self._streams.values():
+            if not stream._all_sent():
+                return False
+        for stream_id, quic_stream in self._quic._streams.items():
+            if stream_id == CONTROL_STREAM_ID:
+                continue
+            sender = quic_stream.sender
+            if sender._reset_error_code is not None:
+                continue  # reset: the data was given up on purpose
+            if sender._buffer_start < sender._buffer_stop:
+                return False
+            if sender._buffer_fin is not None and not sender._acked_fin:
+                return False
+        return True
 
     def _arm_timer(self) -> None:
         at = self._quic.get_timer()
@@ -392,7 +460,24 @@ class Connection:
             return
         self._remote_key = hello.public_key
         self._peer_window = hello.window
-        refusal = self._host._admit(self)
+        verdict = self._host._admit(self)
+        if inspect.isawaitable(verdict):  # an async firewall: decide later, meanwhile wait
+            self._admission = self._loop.create_task(self._admit_later(verdict))
+            return
+        self._admitted(verdict)
+
+    async def _admit_later(self, verdict: Awaitable[Verdict]) -> None:
+        try:
+            refusal = await verdict
+        except Exception:  # a host's bug must not leave the peer hanging
+            log.exception("admission check failed; rejecting")
+            refusal = "admission check failed"
+        self._admission = None
+        if not self._closed.is_set():
+            self._admitted(refusal)
+            self._transmit()
+
+    def _admitted(self, refusal: Verdict) -> None:
         if refusal is not None:
             self._fail_handshake(PeerRejectedError(refusal), CloseCode.REJECTED, refusal)
             return
@@ -626,6 +711,12 @@ class Connection:
             if handle is not None:
                 handle.cancel()
         self._handshake_timer = self._keepalive = self._transmit_handle = None
+        self._cancel_admission()
+
+    def _cancel_admission(self) -> None:
+        if self._admission is not None:
+            self._admission.cancel()
+            self._admission = None
 
     def _mark_closed(self, error: ConnectionClosedError) -> None:
         if self._closed.is_set():
@@ -638,6 +729,9 @@ class Connection:
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
+        self._cancel_admission()
+        if self._acked_waiter is not None and not self._acked_waiter.done():
+            self._acked_waiter.set_result(None)
         if not self._ready.is_set():
             if self._handshake_error is None:
                 self._handshake_error = HandshakeError(str(error))

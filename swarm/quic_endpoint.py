@@ -11,12 +11,12 @@ accepts, within a cap on handshakes in progress.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import (
     QuicPacketType,
     QuicProtocolVersion,
@@ -28,13 +28,15 @@ from dht.transport import Address
 from storage.errors import ClosedError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
 from swarm.certificate import create_certificate
-from swarm.connection import Connection
+from swarm.connection import Connection, Verdict
+from swarm.jumbo_quic import JumboQuicConnection
 from swarm.quic_options import QuicOptions, quic_configuration
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[bytes, Address], None]
-Firewall = Callable[[bytes], bool]
+Firewall = Callable[[bytes], bool | Awaitable[bool]]
+"""Given a client's proven public key: True to accept it (may be an async function)."""
 _CID_LENGTH = 8  # aioquic's default, and what pull_quic_header needs for short headers
 _VERSIONS = (QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2)
 
@@ -118,7 +120,7 @@ class QuicEndpoint:
             certificate=self._certificate,
             private_key=self._private_key,
         )
-        quic = QuicConnection(configuration=configuration)
+        quic = JumboQuicConnection(configuration=configuration)
         quic.connect(addr, now=loop.time())
         conn = self.connection_class(
             quic,
@@ -138,13 +140,21 @@ class QuicEndpoint:
             raise
         return conn
 
-    async def close(self) -> None:
-        """Close every connection (peers are told) and stop serving."""
+    async def close(self, *, linger: float | None = None) -> None:
+        """Stop accepting and close every connection gracefully (see ``Connection.close``).
+
+        The connections close side by side, so this takes at most ``linger``
+        (default ``options.close_timeout``) however many there are.
+        """
         if self._closed:
             return
-        for conn in list(self._cids):
-            await conn.close("endpoint closed")
-        self.abort()
+        self.accepting = False
+        try:
+            await asyncio.gather(
+                *(conn.close("endpoint closed", linger=linger) for conn in list(self._cids))
+            )
+        finally:
+            self.abort()
 
     def abort(self) -> None:
         """Drop every connection without telling the peers, as if the process died."""
@@ -194,7 +204,7 @@ class QuicEndpoint:
             certificate=self._certificate,
             private_key=self._private_key,
         )
-        quic = QuicConnection(
+        quic = JumboQuicConnection(
             configuration=configuration, original_destination_connection_id=destination_cid
         )
         conn = self.connection_class(
@@ -224,17 +234,31 @@ class QuicEndpoint:
         if conn is not None:
             self._cids.get(conn, set()).discard(cid)
 
-    def _admit(self, conn: Connection) -> str | None:
+    def _admit(self, conn: Connection) -> Verdict | Awaitable[Verdict]:
         if len(self.connections) >= self.options.max_connections:
             return "too many connections"
-        if self.firewall is not None:
-            try:
-                allowed = self.firewall(conn.remote_public_key)
-            except Exception:
-                log.exception("firewall callback failed; rejecting")
-                allowed = False
-            if not allowed:
-                return "rejected by firewall"
+        if self.firewall is None:
+            return None
+        try:
+            allowed = self.firewall(conn.remote_public_key)
+        except Exception:
+            log.exception("firewall callback failed; rejecting")
+            return "rejected by firewall"
+        if inspect.isawaitable(allowed):
+            return self._admit_later(allowed)
+        return None if allowed else "rejected by firewall"
+
+    async def _admit_later(self, allowed: Awaitable[bool]) -> Verdict:
+        """Finish :meth:`_admit` once an async firewall answered."""
+        try:
+            ok = await allowed
+        except Exception:
+            log.exception("firewall callback failed; rejecting")
+            ok = False
+        if not ok:
+            return "rejected by firewall"
+        if len(self.connections) >= self.options.max_connections:
+            return "too many connections"  # others got in while the firewall thought
         return None
 
     def _established(self, conn: Connection) -> None:

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dht.transport import Address
+from swarm import jumbo_quic
 from swarm.local_host import is_this_host
 
 ALPN = "peerswarm/1"
@@ -26,6 +27,8 @@ class QuicOptions:
     idle_timeout: float = 5.0
     keepalive: float = 1.5
     handshake_timeout: float = 10.0
+    # a graceful close() waits at most this long for the peer to acknowledge our data
+    close_timeout: float = 2.0
     # our receive window per stream (bytes a peer may send ahead of what the app read):
     # it starts small and doubles, up to the maximum, while the app keeps up
     stream_window: int = 256 * 1024
@@ -35,12 +38,15 @@ class QuicOptions:
     # 1350 fits in every common path (IPv6, PPPoE, tunnels) without PMTU discovery
     max_datagram_size: int = 1350
     # to this host (loopback, 64 KiB MTU) big packets cut aioquic's per-packet Python
-    # cost; aioquic encodes frame lengths in 2 bytes, so stay under 16 KiB
-    loopback_datagram_size: int = 16 * 1024
+    # cost; swarm.jumbo_quic fills them with several frames (under 65507, IPv4's limit)
+    loopback_datagram_size: int = 64000
     congestion_control: str = "reno"
     max_connections: int = 256
     max_handshakes: int = 64
-    max_pending_streams: int = 64
+    # peer-opened streams not yet accepted by the app; more are refused (STREAM_REFUSED).
+    # 128 is aioquic's initial stream limit: a burst of datagrams (64 KiB each on
+    # loopback) can open that many before the app's acceptor runs once
+    max_pending_streams: int = 128
 
 
 def quic_configuration(
@@ -58,6 +64,8 @@ def quic_configuration(
     Both sides present a certificate; only the server's is seen by aioquic.
     """
     size = options.loopback_datagram_size if is_this_host(remote) else options.max_datagram_size
+    if not jumbo_quic.SUPPORTED:  # pragma: no cover - another aioquic: one frame per packet
+        size = min(size, jumbo_quic.SMALL_DATAGRAM_LIMIT)
     return QuicConfiguration(
         is_client=is_client,
         alpn_protocols=[ALPN],

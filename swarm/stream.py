@@ -114,8 +114,15 @@ class Stream:
             if self._eof:
                 partial = self._take(self._in_len)
                 raise asyncio.IncompleteReadError(partial, n)
+            self._credit_for(n)
             await self._wait_readable()
         return self._take(n)
+
+    def _credit_for(self, n: int) -> None:
+        """Let the peer send ``n`` unread bytes, even past the window: the app asked."""
+        if not self._eof and not self._reading_stopped and self._consumed + n > self._granted:
+            self._granted = self._consumed + n
+            self._host._grant_credit(self._id, self._granted)
 
     def at_eof(self) -> bool:
         """True once the peer's FIN arrived and every byte before it was read."""
@@ -274,6 +281,12 @@ class Stream:
         if fin:
             self._check_done()
         return data, fin
+
+    def _all_sent(self) -> bool:
+        """True when nothing written (nor a requested FIN) still waits here for credit."""
+        if self._write_error is not None:
+            return True
+        return not self._out and (self._fin_sent or not self._eof_requested)
 
     def _set_protocol(self, protocol: bytes, header_size: int) -> None:
         """The peer's stream header named its protocol; its bytes count as read."""

@@ -445,11 +445,14 @@ class Swarm:
             found.append((host, port))
         return list(dict.fromkeys(found))
 
-    def _allow(self, public_key: bytes) -> bool:
+    def _allow(self, public_key: bytes) -> bool | Awaitable[bool]:
         peer = self._peers.get(public_key)
         if peer is not None and peer.banned:
             return False
-        return self.firewall is None or bool(self.firewall(public_key))
+        if self.firewall is None:
+            return True
+        allowed = self.firewall(public_key)
+        return allowed if inspect.isawaitable(allowed) else bool(allowed)
 
     def _send(self, data: bytes, addr: Address) -> None:
         with contextlib.suppress(ClosedError):

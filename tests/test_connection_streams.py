@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from dht.transport import Address
 from swarm.connection import CloseCode, Connection
 from swarm.errors import ConnectionClosedError, StreamResetError
+from swarm.quic_endpoint import QuicEndpoint, Send
 from swarm.quic_options import QuicOptions
 from swarm.standalone_endpoint import StandaloneEndpoint
 from swarm.stream import Stream
@@ -114,6 +116,35 @@ async def test_large_transfer_keeps_integrity(pair: Pair) -> None:
     await receiving
     assert int.from_bytes(reply[:8], "big") == size
     assert reply[8:] == sent.digest()
+
+
+@pytest.mark.parametrize("datagram_size", [1350, 64000])
+async def test_packets_fill_the_datagram_size_of_the_path(datagram_size: int) -> None:
+    """Loopback packets go beyond aioquic's 16 KiB frame limit (several frames each)."""
+    options = QuicOptions(handshake_timeout=3, loopback_datagram_size=datagram_size)
+    payload = os.urandom(2 * 1024 * 1024)
+    async for client, server in connect_pair(options):
+        sizes: list[int] = []
+        endpoint = client._host
+        assert isinstance(endpoint, QuicEndpoint)
+        send = endpoint._send
+
+        def recording_send(
+            data: bytes, addr: Address, sizes: list[int] = sizes, send: Send = send
+        ) -> None:
+            sizes.append(len(data))
+            send(data, addr)
+
+        endpoint._send = recording_send
+        s = await client.open_stream()
+        s.write(payload)
+        s.write_eof()
+        incoming = await server.accept_stream()
+        assert await asyncio.wait_for(incoming.read(), 10) == payload
+        assert max(sizes) <= datagram_size
+        if datagram_size > 16 * 1024:
+            assert max(sizes) > 16 * 1024
+            assert len(sizes) < len(payload) // (16 * 1024)
 
 
 async def test_slow_reader_holds_back_the_writer() -> None:

@@ -132,6 +132,51 @@ async def test_firewall_sees_client_key_and_rejects_cleanly(peers: list[Peer]) -
     assert server.endpoint.connections == []
 
 
+@pytest.mark.parametrize("kind", ["plain", "async"])
+async def test_firewall_may_be_plain_or_async(peers: list[Peer], kind: str) -> None:
+    loop = asyncio.get_running_loop()
+    verdicts: dict[bytes, asyncio.Future[bool]] = {}
+    both_asked = asyncio.Event()
+
+    async def ask(key: bytes) -> bool:
+        verdicts[key] = loop.create_future()
+        if len(verdicts) == 2:
+            both_asked.set()
+        return await verdicts[key]
+
+    def plain(key: bytes) -> bool:
+        return key == good.node.public_key
+
+    server = await start(peers, firewall=ask if kind == "async" else plain)
+    good, bad = await start(peers), await start(peers)
+    target = server.node.address, server.node.public_key
+    dial_good = asyncio.ensure_future(good.node.connect(*target))
+    dial_bad = asyncio.ensure_future(bad.node.connect(*target))
+    if kind == "async":  # both are authenticated, and wait for the verdict
+        await asyncio.wait_for(both_asked.wait(), 3)
+        assert not dial_good.done() and not dial_bad.done()
+        assert server.endpoint.connections == []
+        verdicts[bad.node.public_key].set_result(False)
+        verdicts[good.node.public_key].set_result(True)
+    with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+        await asyncio.wait_for(dial_bad, 3)
+    conn = await asyncio.wait_for(dial_good, 3)
+    accepted = await asyncio.wait_for(server.accepted.get(), 3)
+    assert conn.is_established and accepted.remote_public_key == good.node.public_key
+    assert server.endpoint.connections == [accepted]
+
+
+async def test_failing_async_firewall_rejects(peers: list[Peer]) -> None:
+    async def broken(key: bytes) -> bool:
+        raise RuntimeError("firewall bug")
+
+    server = await start(peers, firewall=broken)
+    client = await start(peers)
+    with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+        await client.node.connect(server.node.address, server.node.public_key)
+    assert server.endpoint.connections == []
+
+
 async def test_connection_cap_rejects_with_reason(peers: list[Peer]) -> None:
     server = await start(peers, options=QuicOptions(max_connections=1, handshake_timeout=2))
     first, second = await start(peers), await start(peers)

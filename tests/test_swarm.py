@@ -117,6 +117,22 @@ async def test_firewall_rejects_through_the_swarm(make: Callable[..., Any]) -> N
     assert client.get_connection(server.public_key) is None
 
 
+async def test_async_firewall_through_the_swarm(make: Callable[..., Any]) -> None:
+    good, bad = await make(), await make()
+
+    async def firewall(key: bytes) -> bool:
+        await asyncio.sleep(0)  # a real check would look something up
+        return key == good.public_key
+
+    server = await make(firewall=firewall)
+    await server.listen()
+    with pytest.raises(PeerRejectedError, match="firewall"):
+        await asyncio.wait_for(bad.connect(server.public_key), 10)
+    conn = await asyncio.wait_for(good.connect(server.public_key), 10)
+    assert conn.remote_public_key == server.public_key
+    assert [c.remote_public_key for c in server._endpoint.connections] == [good.public_key]
+
+
 async def test_topic_connects_every_pair_once(make: Callable[..., Any]) -> None:
     topic = os.urandom(32)
     swarms = [await make() for _ in range(4)]
