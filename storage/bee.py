@@ -20,13 +20,14 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
 from storage.bee_batch import DEFAULT_CHUNK_SIZE, DEFAULT_INLINE_SIZE, Batch, Cas
 from storage.bee_block import Header
 from storage.bee_diff import KeyRef, diff
-from storage.bee_encoding import Codec, codec, decode, encode
+from storage.bee_encoding import Codec, codec, decode, encode, fast_decoder
 from storage.bee_entry import Change, Diff, Entry, Update
 from storage.bee_node import OFFSET_BITS, Ref
 from storage.bee_source import DEFAULT_BLOCK_CACHE, DEFAULT_NODE_CACHE, source_of
@@ -233,20 +234,32 @@ class Bee:
         root = await self._root()
         left = -1 if limit is None else limit
         cut = len(self._prefix)
-        decode_key, decode_value = self._keys.decode, self._values.decode
+        strip = itemgetter(slice(cut, None))
+        decode_key, decode_value = fast_decoder(self._keys), fast_decoder(self._values)
         async for node, start, stop in spans(self._source, root, *bounds, reverse=reverse):
-            keys, refs, inline = node.keys, node.values, node.inline
-            for i in range(stop - 1, start - 1, -1) if reverse else range(start, stop):
-                value = inline[i]
-                if value is None:
-                    yield await self._entry_at((keys[i], refs[i], None))
-                else:
-                    try:
-                        key, value = decode_key(keys[i][cut:]), decode_value(value)
-                    except Exception as e:
-                        raise DecodeError(f"cannot decode stored key or value: {e}") from e
-                    yield Entry(refs[i] >> OFFSET_BITS, key, value)
-                left -= 1
+            if 0 <= left < stop - start:
+                start, stop = (stop - left, stop) if reverse else (start, start + left)
+            keys, refs = node.keys[start:stop], node.values[start:stop]
+            inline: list[Any] = node.inline[start:stop]
+            if reverse:
+                keys.reverse()
+                refs.reverse()
+                inline.reverse()
+            if None in inline:  # some value lives only in its entry: one at a time
+                for item in zip(keys, refs, inline, strict=True):
+                    yield await self._entry_at(item)
+            else:  # a run of inline values: decoded in bulk, at C speed
+                try:
+                    names = list(map(strip, keys)) if cut else keys
+                    if decode_key is not None:
+                        names = list(map(decode_key, names))
+                    values = inline if decode_value is None else list(map(decode_value, inline))
+                except Exception as e:
+                    raise DecodeError(f"cannot decode stored key or value: {e}") from e
+                for entry in map(Entry, map(OFFSET_BITS.__rrshift__, refs), names, values):
+                    yield entry
+            if left >= 0:
+                left -= len(keys)
                 if left == 0:
                     return
 
@@ -315,6 +328,8 @@ class Bee:
         limit: int | None = None,
     ) -> AsyncIterator[Diff]:
         """Keys whose entry differs between this view (``left``) and ``other`` (``right``)."""
+        if isinstance(other, Bee) and other.core is not self.core:
+            raise InvalidArgumentError("diff compares two versions of the same Bee")
         other_version = other.version if isinstance(other, Bee) else other
         if type(other_version) is not int or other_version < 0:
             raise InvalidArgumentError("a version is a non-negative int")
@@ -339,7 +354,8 @@ class Bee:
         """Yield ``Update(current, previous)`` views each time keys in the range change.
 
         Driven by the core's append notifications, so writes that arrive by replication
-        wake it too. Bursts are coalesced: one update may cover several writes.
+        wake it too. Bursts are coalesced: one update may cover several writes. After a
+        truncation of the core both views are the truncated version.
         """
         if self._checkout is not None:
             raise InvalidArgumentError("watch the live database, not a checkout")
@@ -353,7 +369,9 @@ class Bee:
                 if current == previous:
                     await changed.wait()
                     continue
-                if current < previous or await self._changed(previous, current, bounds):
+                if current < previous:  # truncated: the old blocks are gone, nothing to diff
+                    yield Update(self._derive(_checkout=current), self._derive(_checkout=current))
+                elif await self._changed(previous, current, bounds):
                     yield Update(self._derive(_checkout=current), self._derive(_checkout=previous))
                 previous = current
 

@@ -1,11 +1,13 @@
 """An atomic group of writes to a Bee: one ``core.append`` at the end, or nothing.
 
 A batch takes the core's write lock on its first operation and edits dirty
-in-memory nodes; ``flush`` encodes them into blocks and appends all of them at
-once. A big batch is cut into several blocks (each a consistent tree: a prefix
-of the batch) so no block grows past about ``chunk_size`` bytes, but they are
-still appended in one atomic call. Reads through the batch see its own writes.
-Single ``put``/``delete`` calls on a Bee are batches of one.
+in-memory nodes; ``flush`` encodes each of them once, children first, and
+appends everything in one atomic call. Small batches are one block. A big one
+is cut so no block grows past about ``chunk_size`` bytes (reading one value
+verifies its whole block): first blocks holding only entries, then blocks
+holding the new nodes; only the last block's root is the new tree, the others
+repeat the old root, so even a checkout never sees half a batch. Reads through
+the batch see its own writes. Single ``put``/``delete`` calls are batches of one.
 """
 
 from __future__ import annotations
@@ -31,18 +33,25 @@ from storage.errors import (
 if TYPE_CHECKING:
     from storage.bee import Bee
 
-DEFAULT_CHUNK_SIZE = 1 << 20
-DEFAULT_INLINE_SIZE = 64  # values up to this size are copied into the tree nodes
+DEFAULT_CHUNK_SIZE = 64 * 1024  # a value read verifies its whole block: keep blocks small
+DEFAULT_INLINE_SIZE = 64  # values up to this size are copied into the leaf nodes
 
 Cas = Callable[[Entry, Any], Any]
 """``cas(previous_entry, new_entry_or_None) -> bool`` (or an awaitable of it)."""
 
 
 class Batch:
-    """Use as ``async with db.batch() as b: await b.put(k, v)``; an exception writes nothing."""
+    """Use as ``async with db.batch() as b: await b.put(k, v)``; an exception writes nothing.
+
+    Without ``async with``, end it with ``flush()`` or ``discard()``: from its first
+    operation until then it holds the write lock of the core.
+    """
 
     def __init__(
-        self, db: Bee, chunk_size: int = DEFAULT_CHUNK_SIZE, inline_size: int = 64
+        self,
+        db: Bee,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        inline_size: int = DEFAULT_INLINE_SIZE,
     ) -> None:
         self._db = db
         self._src = db._source
@@ -53,11 +62,11 @@ class Batch:
         self._failed: BaseException | None = None
         self._locked = False
         self._base = 0  # core length when the lock was taken: first seq this batch writes
+        self._old_root: Ref | None = None  # the root before the batch
         self._entries: list[bytes | None] = []  # the open chunk: key, value, key, value, ...
         self._entry_bytes = 0
-        self._blocks: list[bytes] = []  # sealed chunks, encoded, in order
-        self._decoded: list[Block] = []
-        self._nodes: dict[Ref, Node] = {}  # nodes of sealed chunks
+        self._blocks: list[bytes] = []  # blocks ready to append, in order
+        self._decoded: list[Block] = []  # the same, decoded (reads, and the cache after)
 
     # -- context manager ---------------------------------------------------------
 
@@ -70,10 +79,10 @@ class Batch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            await self.flush()
-        else:
+        if exc_type is not None:
             self.discard()
+        elif not self._done or self._failed is not None:
+            await self.flush()
 
     # -- operations ----------------------------------------------------------------
 
@@ -86,7 +95,7 @@ class Batch:
         k = db._encode_key(key)
         v = db._encode_value(value)
         tree = await self._begin()
-        seq = self._base + len(self._blocks)
+        seq = self._base + len(self._blocks)  # the block that will hold this entry
         if cas is not None:
             found = await tree.get(k)
             if found is not None:
@@ -101,7 +110,7 @@ class Batch:
         except BaseException as e:
             self._failed = e
             raise
-        self._maybe_seal(tree)
+        self._cut_entries()
         return True
 
     async def delete(self, key: Any, cas: Cas | None = None) -> bool:
@@ -123,7 +132,7 @@ class Batch:
         except BaseException as e:
             self._failed = e
             raise
-        self._maybe_seal(tree)
+        self._cut_entries()
         return True
 
     async def get(self, key: Any) -> Entry | None:
@@ -133,13 +142,6 @@ class Batch:
         found = await tree.get(k)
         return None if found is None else await self._entry(found[0], found[1])
 
-    @property
-    def version(self) -> int:
-        """The version the database will have once this batch is flushed."""
-        if self._tree is None:
-            return self._db.version
-        return self._base + len(self._blocks) + (1 if self._entries else 0)
-
     async def flush(self) -> int:
         """Append everything in one atomic call; returns the new version."""
         try:
@@ -147,8 +149,7 @@ class Batch:
             self._done = True
             if self._tree is None:
                 return self._db.version
-            if self._entries:
-                self._seal(self._tree)
+            nodes = self._seal(self._tree) if self._entries or self._blocks else {}
             core = self._src.core
             if self._blocks:
                 if core.length != self._base:
@@ -156,11 +157,11 @@ class Batch:
                 length: int = await core.append(self._blocks)
                 if length != self._base + len(self._blocks):
                     raise StorageError("the core was appended to outside this Bee during a batch")
-                if self._src.fork == core.fork:  # made hot: the next write reads this path
-                    for ref, node in self._nodes.items():
-                        self._src.nodes.put(ref, node)
-                    for block in self._decoded:
-                        self._src.blocks.put(block.seq, block)
+                src = self._src
+                if src.fork == core.fork:  # made hot: the next write reads this path
+                    for ref, node in nodes.items():
+                        src.nodes.put(ref, node)
+                    src.latest = (length, self._decoded[-1].root)
             return core.length
         finally:
             self._done = True
@@ -170,22 +171,6 @@ class Batch:
         """Drop every change of this batch and release the write lock."""
         self._done = True
         self._release()
-
-    # -- the NodeSource of the tree: committed nodes, then this batch's sealed ones --
-
-    def cached(self, ref: Ref) -> Node | None:
-        node = self._src.nodes.get(ref)
-        if node is None and ref >> OFFSET_BITS >= self._base:
-            return self._nodes.get(ref)
-        return node
-
-    async def load(self, ref: Ref) -> Node:
-        if ref >> OFFSET_BITS >= self._base:
-            node = self._nodes.get(ref)
-            if node is None:
-                raise DecodeError(f"no node {ref} in this batch")
-            return node
-        return await self._src.load(ref)
 
     # -- internals -------------------------------------------------------------------
 
@@ -216,7 +201,9 @@ class Batch:
             self._check()
             src.check_fork()
             self._base = src.core.length
-            self._tree = Tree(self, await src.root(self._base), header.max_keys)
+            self._old_root = await src.root(self._base)
+            # Until the flush everything new is a dirty node: the tree reads only the source.
+            self._tree = Tree(src, self._old_root, header.max_keys)
         except BaseException:
             self._release()
             raise
@@ -246,43 +233,64 @@ class Batch:
             raise DecodeError(f"the tree points {key!r} at a delete ({ref:#x})")
         return self._db._entry(seq, key, value)
 
-    def _maybe_seal(self, tree: Tree) -> None:
-        estimate = self._entry_bytes + tree.dirty_nodes * tree.max_keys * 24
-        if estimate >= self._chunk_size:
-            self._seal(tree)
+    def _cut_entries(self) -> None:
+        if self._entry_bytes >= self._chunk_size:  # a block of entries only
+            self._close_block(self._entries, [], self._old_root)
+            self._entries = []
+            self._entry_bytes = 0
 
-    def _seal(self, tree: Tree) -> None:
-        """Encode the open chunk and its dirty nodes into the next block (not appended yet)."""
+    def _close_block(self, entries: list[Any], nodes: list[bytes], root: Ref | None) -> None:
         seq = self._base + len(self._blocks)
-        encoded: list[bytes] = []
-        fresh: list[tuple[Ref, Node]] = []
+        data = encode_block(seq, entries, nodes, root)
+        self._blocks.append(data)
+        self._decoded.append(Block(seq, entries, nodes, root, len(data)))
 
-        def seal(node: Node) -> Ref:
-            children = node.children
-            if children:
-                kinds = list(map(type, children))  # find dirty children at C speed
-                i = -1
-                for _ in range(kinds.count(Node)):
-                    i = kinds.index(Node, i + 1)
-                    children[i] = seal(cast(Node, children[i]))
-            ref = make_ref(seq, len(encoded))
-            encoded.append(encode_node(node))
-            node.dirty = False
-            fresh.append((ref, node))
-            return ref
-
+    def _seal(self, tree: Tree) -> dict[Ref, Node]:
+        """Encode the dirty nodes, children first, into the last block(s) of the batch."""
+        sealer = _Sealer(self)
         root: Child | None = tree.root
         if isinstance(root, Node):
-            root = seal(root)
-        assert not isinstance(root, Node)
-        data = encode_block(seq, self._entries, encoded, root)
-        self._blocks.append(data)
-        self._decoded.append(Block(seq, self._entries, encoded, root, len(data)))
-        self._nodes.update(fresh)
+            root = sealer.seal(root)
+        self._close_block(sealer.entries, sealer.encoded, root)
         tree.root = root
-        tree.dirty_nodes = 0
         self._entries = []
         self._entry_bytes = 0
+        return sealer.sealed
+
+
+class _Sealer:
+    """Turns a batch's dirty nodes into encoded ones, cutting blocks at the chunk size.
+
+    (A class rather than a recursive closure: a closure that calls itself is a
+    reference cycle, and a cycle per write keeps the garbage collector busy.)
+    """
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.entries: list[Any] = batch._entries  # the open entries ride in the first block
+        self.encoded: list[bytes] = []
+        self.size = batch._entry_bytes
+        self.sealed: dict[Ref, Node] = {}
+
+    def seal(self, node: Node) -> Ref:
+        children = node.children
+        if children:
+            kinds = list(map(type, children))  # find dirty children at C speed
+            i = -1
+            for _ in range(kinds.count(Node)):
+                i = kinds.index(Node, i + 1)
+                children[i] = self.seal(cast(Node, children[i]))
+        batch = self.batch
+        if self.size >= batch._chunk_size:  # its children are in earlier blocks: fine
+            batch._close_block(self.entries, self.encoded, batch._old_root)
+            self.entries, self.encoded, self.size = [], [], 0
+        ref = make_ref(batch._base + len(batch._blocks), len(self.encoded))
+        data = encode_node(node)
+        self.encoded.append(data)
+        self.size += len(data)
+        node.dirty = False
+        self.sealed[ref] = node
+        return ref
 
 
 async def _ask(cas: Cas, prev: Entry, new: Any) -> bool:

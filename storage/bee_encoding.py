@@ -9,6 +9,7 @@ came from the disk or the wire).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import msgpack
@@ -116,6 +117,20 @@ def codec(spec: str | Codec | None) -> Codec:
     if isinstance(spec, Codec):
         return spec
     raise EncodingError("an encoding is a name or an object with encode() and decode()")
+
+
+def fast_decoder(c: Codec) -> Callable[[bytes], Any] | None:
+    """A C-level decode function for the named codecs (None: identity), for bulk reads.
+
+    Exceptions it raises are the raw ones; callers turn them into DecodeError.
+    """
+    if isinstance(c, BinaryCodec):
+        return None
+    if isinstance(c, Utf8Codec):
+        return bytes.decode  # UTF-8 by default
+    if isinstance(c, JsonCodec):
+        return json.loads
+    return c.decode
 
 
 def encode(c: Codec, obj: Any, what: str) -> bytes:

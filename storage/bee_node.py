@@ -2,24 +2,28 @@
 
 A node holds its keys inline (a search inside a node never fetches another
 block) and, for each key, a reference to its entry: the block and position where
-that key's value was written. Small values are also copied into the node
-(``inline``), so a ``get`` or a range scan reads only tree nodes, never one block
-per key. An inner node also references its children.
+that key's value was written. Small values are also copied into leaf nodes
+(``inline``), so a ``get`` or a range scan reads only tree nodes, not one block per
+key (inner nodes, rewritten on every put below them, keep only the reference). An
+inner node also references its children.
 
 A reference is one int, ``seq << 32 | offset``: the block that holds the thing and
 its position in that block's entry (or node) list. As ints, references sort the
 way blocks were written, which makes the "children are older than their parent"
 check (no cycles, ever) a single ``max()``.
 
-Encoded node: msgpack ``[keys: [bin...], values: bin, inline: [bin|nil...], children: bin]``
-where ``values`` and ``children`` are little-endian u64 arrays (``children`` empty
-for a leaf).
+Encoded node: msgpack
+``[prefix: bin, suffixes: [bin...], values: bin, inline: [bin|nil...], children: bin]``:
+each key is ``prefix + suffix`` (sorted keys share the prefix of the first and the
+last, stored once); ``values`` and ``children`` are little-endian u64 arrays
+(``children`` empty for a leaf); ``inline`` is empty when no value is inline.
 """
 
 from __future__ import annotations
 
 import sys
 from array import array
+from operator import itemgetter
 from typing import Any, Union, cast
 
 import msgpack
@@ -96,7 +100,20 @@ def _from_u64(data: bytes) -> list[int]:
     return arr.tolist()
 
 
-_ARRAY4 = b"\x94"  # msgpack: an array of 4 items follows
+_ARRAY5 = b"\x95"  # msgpack: an array of 5 items follows
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def _shared_prefix(first: bytes, last: bytes) -> int:
+    """Length of the common prefix of two byte strings (binary search, C-speed compares)."""
+    low, high = 0, min(len(first), len(last))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if first[:mid] == last[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def encode_node(node: Node) -> bytes:
@@ -104,13 +121,19 @@ def encode_node(node: Node) -> bytes:
     head = node.head
     if head is None:
         pack = _packer.pack
-        node.head = head = pack(node.keys) + pack(_u64(node.values)) + pack(node.inline)
+        keys = node.keys
+        # Sorted keys share the prefix of the first and last: store it once.
+        cut = _shared_prefix(keys[0], keys[-1])
+        suffixes = list(map(itemgetter(slice(cut, None)), keys)) if cut else keys
+        inline = node.inline
+        if inline.count(None) == len(inline):
+            inline = []
+        node.head = head = (
+            pack(keys[0][:cut]) + pack(suffixes) + pack(_u64(node.values)) + pack(inline)
+        )
     children: list[Any] = node.children
     tail: bytes = _packer.pack(_u64(children))
-    return _ARRAY4 + head + tail
-
-
-_packer = msgpack.Packer(use_bin_type=True)
+    return _ARRAY5 + head + tail
 
 
 def decode_node(data: bytes, seq: int, offset: int) -> Node:
@@ -120,11 +143,12 @@ def decode_node(data: bytes, seq: int, offset: int) -> Node:
         obj = msgpack.unpackb(data, raw=True, use_list=True)
     except Exception as e:  # msgpack raises many types on garbage
         raise DecodeError(f"{where}: not msgpack ({e})") from e
-    if not isinstance(obj, list) or len(obj) != 4:
+    if not isinstance(obj, list) or len(obj) != 5:
         raise DecodeError(f"{where}: not a node")
-    keys, raw_values, inline, raw_children = obj
+    prefix, keys, raw_values, inline, raw_children = obj
     if not (
-        isinstance(keys, list)
+        type(prefix) is bytes
+        and isinstance(keys, list)
         and type(raw_values) is bytes
         and isinstance(inline, list)
         and type(raw_children) is bytes
@@ -135,8 +159,12 @@ def decode_node(data: bytes, seq: int, offset: int) -> Node:
         b"".join(keys)  # a type check at C speed: every key is bytes
     except TypeError:
         raise DecodeError(f"{where}: keys must be byte strings") from None
+    if prefix:
+        keys = list(map(prefix.__add__, keys))
     if n == 0 or len(set(keys)) != n or keys != sorted(keys):
         raise DecodeError(f"{where}: keys must be one or more, sorted and distinct")
+    if not inline:
+        inline = [None] * n
     if len(raw_values) != 8 * n or len(inline) != n:
         raise DecodeError(f"{where}: {n} keys but not {n} values")
     if raw_children and len(raw_children) != 8 * (n + 1):

@@ -20,8 +20,8 @@ from storage.errors import DecodeError
 if TYPE_CHECKING:
     from storage.core import Core
 
-DEFAULT_NODE_CACHE = 16_384  # decoded nodes (64 keys each: about a million keys' worth)
-DEFAULT_BLOCK_CACHE = 32 * 1024 * 1024  # bytes of decoded blocks
+DEFAULT_NODE_CACHE = 4_096  # decoded nodes: every node of a 64-fan-out tree of ~200k keys
+DEFAULT_BLOCK_CACHE = 16 * 1024 * 1024  # bytes of decoded blocks
 
 _sources: weakref.WeakKeyDictionary[Any, Source] = weakref.WeakKeyDictionary()
 
@@ -44,11 +44,12 @@ class Source:
     def __init__(self, core: Core, node_cache: int, block_cache: int) -> None:
         self.core = core
         self.nodes: LRU[Ref, Node] = LRU(node_cache)
-        self.blocks: WeightedLRU[int, Block] = WeightedLRU(block_cache, lambda b: b.size + 64)
+        self.blocks: WeightedLRU[int, Block] = WeightedLRU(block_cache, lambda b: b.size + 512)
         self.lock = asyncio.Lock()
         self.writer: asyncio.Task[Any] | None = None  # the task holding ``lock``
         self.header: Header | None = None
         self.fork = 0
+        self.latest: tuple[int, Ref | None] = (0, None)  # (version, root) of the last write
 
     def check_fork(self) -> None:
         """Forget everything cached when the core was truncated (its blocks were replaced)."""
@@ -58,6 +59,7 @@ class Source:
             self.nodes.clear()
             self.blocks.clear()
             self.header = None
+            self.latest = (0, None)
 
     async def ready(self, max_keys: int, metadata: Any) -> Header | None:
         """Read block 0 (writing the header first on an empty writable core).
@@ -93,6 +95,9 @@ class Source:
         """The root of the tree as of ``version`` (the core's length then)."""
         if version <= 1:
             return None
+        latest, root = self.latest
+        if version == latest:
+            return root
         return (await self.block(version - 1)).root
 
     def cached(self, ref: Ref) -> Node | None:

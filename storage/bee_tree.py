@@ -10,7 +10,8 @@ Classic B-tree (keys and values in inner nodes too) with at most ``max_keys``
 keys per node. Splits are even, except at the right (left) edge of the tree when
 the new key is the largest (smallest): then the old node stays full and the new
 one starts with one key, so ascending inserts fill nodes to the brim instead of
-half. Deletes borrow from or merge with a sibling when a node drops below
+half. Only leaves carry inline values; a key moving into an inner node keeps just
+its entry reference. Deletes borrow from or merge with a sibling when a node drops below
 ``max_keys // 2`` keys; no node but the root is ever empty.
 """
 
@@ -191,36 +192,31 @@ class Tree:
         self.root = root
         self.max_keys = max_keys
         self.minimum = max_keys // 2
-        self.dirty_nodes = 0  # nodes made dirty since the counter was last reset
 
     async def get(self, key: bytes) -> tuple[Node, int] | None:
         return await find(self.src, self.root, key)
-
-    def _fresh(self, node: Node) -> Node:
-        self.dirty_nodes += 1
-        return node
 
     async def _dirty_root(self) -> Node:
         assert self.root is not None
         root = self.root
         if isinstance(root, Node):
             return root
-        node = await resolve(self.src, root)
-        self.root = node = self._fresh(node.copy())
+        node = self.src.cached(root) or await self.src.load(root)
+        self.root = node = node.copy()
         return node
 
     async def _dirty_child(self, parent: Node, i: int) -> Node:
         child = parent.children[i]
         if isinstance(child, Node):
             return child  # only dirty nodes are ever held in a child slot
-        node = await resolve(self.src, child)
-        parent.children[i] = node = self._fresh(node.copy())
+        node = self.src.cached(child) or await self.src.load(child)
+        parent.children[i] = node = node.copy()
         return node
 
     async def put(self, key: bytes, value: Ref, inline: bytes | None) -> None:
         """Insert ``key``, or point it at a new entry."""
         if self.root is None:
-            self.root = self._fresh(Node([key], [value], [inline], []))
+            self.root = Node([key], [value], [inline], [])
             return
         node = await self._dirty_root()
         path: list[tuple[Node, int]] = []
@@ -230,7 +226,7 @@ class Tree:
             i = bisect_left(keys, key)
             if i < len(keys) and keys[i] == key:
                 node.values[i] = value
-                node.inline[i] = inline
+                node.inline[i] = None if node.children else inline
                 node.head = None
                 return
             if not node.children:
@@ -251,19 +247,17 @@ class Tree:
                 mid = 1  # descending inserts: keep the new right node full
             else:
                 mid = n // 2
-            right = self._fresh(
-                Node(
-                    node.keys[mid + 1 :],
-                    node.values[mid + 1 :],
-                    node.inline[mid + 1 :],
-                    node.children[mid + 1 :],
-                )
+            right = Node(
+                node.keys[mid + 1 :],
+                node.values[mid + 1 :],
+                node.inline[mid + 1 :],
+                node.children[mid + 1 :],
             )
-            up = node.keys[mid], node.values[mid], node.inline[mid]
+            up = node.keys[mid], node.values[mid], None  # inner nodes inline no values
             del node.keys[mid:], node.values[mid:], node.inline[mid:], node.children[mid + 1 :]
             node.head = None
             if not path:
-                self.root = self._fresh(Node([up[0]], [up[1]], [up[2]], [node, right]))
+                self.root = Node([up[0]], [up[1]], [up[2]], [node, right])
                 return
             parent, i = path.pop()
             parent.keys.insert(i, up[0])
@@ -296,7 +290,8 @@ class Tree:
                 node = await self._dirty_child(node, j)
             holder.keys[at] = node.keys.pop()
             holder.values[at] = node.values.pop()
-            holder.inline[at] = node.inline.pop()
+            node.inline.pop()
+            holder.inline[at] = None
             holder.head = None
         else:
             del node.keys[i], node.values[i], node.inline[i]
@@ -314,16 +309,17 @@ class Tree:
                 if len(left.keys) > self.minimum:  # borrow through the parent
                     node.keys.insert(0, parent.keys[i - 1])
                     node.values.insert(0, parent.values[i - 1])
-                    node.inline.insert(0, parent.inline[i - 1])
+                    node.inline.insert(0, None)
                     parent.keys[i - 1] = left.keys.pop()
                     parent.values[i - 1] = left.values.pop()
-                    parent.inline[i - 1] = left.inline.pop()
+                    left.inline.pop()
                     if left.children:
                         node.children.insert(0, left.children.pop())
                     return
                 left.keys.append(parent.keys.pop(i - 1))
                 left.values.append(parent.values.pop(i - 1))
-                left.inline.append(parent.inline.pop(i - 1))
+                del parent.inline[i - 1]
+                left.inline.append(None)
                 left.keys += node.keys
                 left.values += node.values
                 left.inline += node.inline
@@ -335,16 +331,17 @@ class Tree:
                 if len(right.keys) > self.minimum:
                     node.keys.append(parent.keys[i])
                     node.values.append(parent.values[i])
-                    node.inline.append(parent.inline[i])
+                    node.inline.append(None)
                     parent.keys[i] = right.keys.pop(0)
                     parent.values[i] = right.values.pop(0)
-                    parent.inline[i] = right.inline.pop(0)
+                    del right.inline[0]
                     if right.children:
                         node.children.append(right.children.pop(0))
                     return
                 node.keys.append(parent.keys.pop(i))
                 node.values.append(parent.values.pop(i))
-                node.inline.append(parent.inline.pop(i))
+                del parent.inline[i]
+                node.inline.append(None)
                 node.keys += right.keys
                 node.values += right.values
                 node.inline += right.inline
