@@ -1,0 +1,34 @@
+"""Helpers shared by our workloads: clocks, rates, memory."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+Result = dict[str, Any]
+MB = 1_000_000  # decimal MB everywhere (throughput and memory), as the JS side reports it
+
+
+def now() -> float:
+    """A monotonic high-resolution clock (seconds)."""
+    return time.perf_counter()
+
+
+def rate(count: float, seconds: float) -> float:
+    """Operations per second; a zero duration cannot happen at our sizes but must not crash."""
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / MB
+    return float("nan")
+
+
+def progress(result: Result) -> None:
+    """Print the figures so far: if the run is cut short, the harness keeps the last line."""
+    print(json.dumps(result), flush=True)

@@ -1,0 +1,83 @@
+"""Issue #4 on our side: announce then lookup on ``dht.testnet`` loopback networks.
+
+Mirrors bench/reference/dht.js: idle memory per node on the largest network, then
+for each size two extra ephemeral nodes (announcer, looker) and ``trials`` topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+from typing import Any
+
+from bench.stats import percentile
+from bench.workloads.common import Result, now, rss_mb
+
+
+async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> None:
+    from bench.workloads.hops import HopCounter
+    from dht import DHTNode  # late: the worker reports an ImportError as "not available yet"
+    from dht.testnet import testnet
+    from storage import KeyPair
+
+    gc.collect()
+    before = rss_mb()
+    async with testnet(size=size) as net:
+        await asyncio.sleep(1)
+        gc.collect()
+        if idle:
+            m["idle_node_mb"] = (rss_mb() - before) / size
+        _check_loopback(net.bootstrap)
+        async with (
+            # ephemeral, like hyperdht's testnet.createNode(): clients that store nothing
+            DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as announcer,
+            DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as looker,
+        ):
+            await announcer.ready()
+            await looker.ready()
+            counter = HopCounter()
+            counting = counter.install(looker)
+            times: list[float] = []
+            firsts: list[float] = []
+            hops: list[int] = []
+            for _ in range(trials):
+                topic, key_pair = os.urandom(32), KeyPair.generate()
+                await announcer.announce(topic, key_pair)
+                counter.start(topic, key_pair.public_key)
+                start = now()
+                first = None
+                async for peer in looker.lookup(topic):
+                    if first is None and peer.public_key == key_pair.public_key:
+                        first = (now() - start) * 1000
+                times.append((now() - start) * 1000)
+                hop = counter.hops() if counting else None
+                if first is not None and hop is not None:
+                    hops.append(hop)
+                if first is not None:
+                    firsts.append(first)
+    m[f"lookup_p50_ms@{size}"] = percentile(times, 50)
+    m[f"lookup_p95_ms@{size}"] = percentile(times, 95)
+    if firsts:
+        m[f"first_p50_ms@{size}"] = percentile(firsts, 50)
+        m[f"first_p95_ms@{size}"] = percentile(firsts, 95)
+    if hops:
+        m[f"hops_median@{size}"] = statistics.median(hops)
+    m[f"success_pct@{size}"] = 100 * len(firsts) / trials
+
+
+def _check_loopback(bootstrap: list[tuple[str, int]]) -> None:
+    """Benchmarks send to 127.0.0.1 only."""
+    for host, _ in bootstrap:
+        if host != "127.0.0.1":
+            raise RuntimeError(f"refusing non-loopback bootstrap {host}")
+
+
+async def run(p: dict[str, Any]) -> Result:
+    m: dict[str, float] = {}
+    # largest first: idle memory is read on the first network, before freed memory
+    # from an earlier one could be reused and hide the cost
+    for index, size in enumerate(sorted(p["sizes"], reverse=True)):
+        await _network(size, p["trials"], index == 0, m)
+    return {"metrics": m, "info": {}}

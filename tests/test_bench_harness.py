@@ -1,0 +1,84 @@
+"""The benchmark harness's pure parts: statistics, ratios, targets, table, JSON parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.metrics import Direction, Target, higher, lower
+from bench.process import _parse
+from bench.stats import advantage, median, median_metrics, percentile
+from bench.suites import SUITES
+from bench.table import build_rows, render
+
+
+def test_median_and_percentile() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
+    with pytest.raises(ValueError):
+        median([])
+
+
+def test_median_metrics_skips_missing() -> None:
+    assert median_metrics([{"a": 1.0, "b": 5.0}, {"a": 3.0}, {"a": 2.0}]) == {"a": 2.0, "b": 5.0}
+
+
+def test_advantage_is_above_one_when_ahead() -> None:
+    assert advantage(200.0, 100.0, Direction.HIGHER) == 2.0
+    assert advantage(5.0, 10.0, Direction.LOWER) == 2.0
+    assert advantage(1.0, 0.0, Direction.HIGHER) is None
+    assert advantage(0.0, 1.0, Direction.LOWER) is None
+
+
+def test_targets() -> None:
+    assert Target("k", ">= 2x", min_advantage=2).met(None, 2.5) is True
+    assert Target("k", ">= 2x", min_advantage=2).met(None, 1.5) is False
+    assert Target("k", ">= 2x", min_advantage=2).met(None, None) is None
+    assert Target("k", "< 1", op="<", bound=1.0).met(0.5, None) is True
+    assert Target("k", "< 1", op="<", bound=1.0).met(None, None) is None
+
+
+def test_rows_and_render() -> None:
+    metrics = [higher("ops", "appends", "ops/s"), lower("ms", "latency", "ms")]
+    targets = [Target("ops", ">= 2x", min_advantage=2)]
+    ours = [("ours", {"ops": 300.0, "ms": 4.0}), ("ours sync", {"ops": 100.0})]
+    refs = [("js", {"ops": 100.0, "ms": 2.0})]
+    rows = build_rows(metrics, targets, ours, refs)
+    assert [(r.label, r.ahead, r.met) for r in rows] == [
+        ("appends [ours]", (3.0,), True),
+        ("appends [ours sync]", (1.0,), False),
+        ("latency [ours]", (0.5,), None),
+    ]
+    text = render("title", "ours", ["js"], rows)
+    assert "3.00x" in text and "NO" in text and "0.50x" in text
+
+
+def test_unavailable_ours_still_shows_reference() -> None:
+    rows = build_rows(
+        [higher("ops", "appends", "ops/s")], [], [("ours", None)], [("js", {"ops": 1.0})]
+    )
+    assert len(rows) == 1 and rows[0].ours is None and rows[0].refs == (1.0,)
+
+
+def test_parse_worker_output() -> None:
+    out = _parse('noise\n{"metrics": {"a": 1, "flag": true}, "info": {"v": 1}}\n')
+    assert out.metrics == {"a": 1.0} and out.info == {"v": 1} and out.error is None
+    assert _parse('{"unavailable": "not yet"}').unavailable == "not yet"
+    assert _parse("").error == "no JSON on stdout"
+
+
+@pytest.mark.parametrize("name", list(SUITES))
+def test_every_target_names_a_metric(name: str) -> None:
+    suite = SUITES[name]
+    for quick in (True, False):
+        params = suite.params(quick)
+        keys = {m.key for m in suite.metrics(params)}
+        assert {t.key for t in suite.targets(params)} <= keys
+
+
+def test_solo_variant_has_no_reference() -> None:
+    metrics = [lower("rss", "peak RSS", "MB")]
+    ours = [("ours", {"rss": 10.0}), ("sim", {"rss": 100.0})]
+    rows = build_rows(metrics, [], ours, [("js", {"rss": 20.0})], solo={"sim"})
+    assert [(r.refs, r.ahead) for r in rows] == [((20.0,), (2.0,)), ((None,), (None,))]
