@@ -605,6 +605,11 @@ class DHTNode(RequestServer):
             return resp
         return resp
 
+    def has_token(self, addr: Address) -> bool:
+        """Whether ``addr`` answered us lately (we hold its token: a request that needs
+        one, such as :meth:`forward`, goes through without a round trip to get it)."""
+        return (canonical_host(addr[0]), addr[1]) in self._token_cache
+
     def _learn(self, addr: Address, resp: Response) -> None:
         if resp.token is not None:
             self._token_cache.pop(addr, None)
@@ -695,6 +700,7 @@ class DHTNode(RequestServer):
                         stalled.add(task)
                         state.stalled(addr)
                     continue
+                replied = False
                 for task in done:
                     addr = inflight.pop(task)
                     stalled.discard(task)
@@ -708,8 +714,13 @@ class DHTNode(RequestServer):
                     verified = resp.id is not None and resp.id == node_id(addr)
                     state.responded(addr, verified, resp.token, resp.nodes)
                     if on_reply is not None:
+                        replied = True
                         with contextlib.suppress(PeerswarmError):
                             on_reply(addr, resp)
+                if replied:
+                    # Let whoever consumes the replies act on them first: a lookup's
+                    # reader may have what it wants and stop us before the next round.
+                    await asyncio.sleep(0)
                 if stop is not None and stop():
                     break
         finally:

@@ -18,8 +18,10 @@ ID_SIZE = 32
 ID_BITS = ID_SIZE * 8
 
 
+@lru_cache(maxsize=4096)
 def canonical_host(host: str) -> str:
-    """One spelling per IP address (``::0001`` and ``::1`` hash alike)."""
+    """One spelling per IP address (``::0001`` and ``::1`` hash alike); every request
+    and reply asks, for a handful of hosts, so parsed spellings are kept."""
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

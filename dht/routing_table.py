@@ -27,6 +27,7 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from dht.node_id import ID_BITS, bucket_index
 from dht.transport import Address
@@ -37,9 +38,11 @@ DEFAULT_MAX_PER_IP = 8
 DEFAULT_MAX_PER_IP_PER_BUCKET = 2
 
 
+@lru_cache(maxsize=4096)
 def ip_limited(host: str) -> bool:
     """Whether the per-IP limits apply to ``host``: global unicast addresses only
-    (an IPv4-mapped IPv6 address counts as its IPv4 address)."""
+    (an IPv4-mapped IPv6 address counts as its IPv4 address). Asked for every reply
+    from a few hosts, so the answers are kept."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 Address = tuple[str, int]
 Receiver = Callable[[bytes, Address], None]
@@ -136,12 +137,8 @@ class UDPNetwork:
     """The operating system's UDP."""
 
     async def open(self, host: str, port: int, receiver: Receiver) -> DatagramTransport:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
-        if not infos:
-            raise OSError(f"cannot resolve {host!r}")
         error: OSError | None = None
-        for family, kind, proto, _, address in infos:
+        for family, kind, proto, address in await _bind_addresses(host, port):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.bind(address)
@@ -155,3 +152,24 @@ class UDPNetwork:
             return UDPTransport(sock, receiver)
         assert error is not None
         raise error
+
+
+async def _bind_addresses(host: str, port: int) -> list[tuple[int, int, int, Any]]:
+    """Where to bind for ``host``: an IP literal as it is, anything else resolved.
+
+    The loop resolves in a thread, which costs a handoff each way; every node and
+    every NAT-check probe opens a socket, nearly always on an IP literal.
+    """
+    if "%" not in host:  # scoped IPv6 addresses go through the resolver
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            pass
+        else:
+            family = socket.AF_INET6 if version == 6 else socket.AF_INET
+            return [(family, socket.SOCK_DGRAM, 0, (host, port))]
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    return [(family, kind, proto, address) for family, kind, proto, _, address in infos]

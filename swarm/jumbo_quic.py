@@ -12,6 +12,12 @@ frame it writes stays within its 2-byte length. The wire format is plain QUIC
 (several STREAM frames in one packet), which any peer reads. If aioquic's private
 writer ever changes shape, :data:`SUPPORTED` turns false and connections fall back to
 aioquic's own behaviour and to datagrams under 16 KiB.
+
+Big datagrams only pay once the handshake is over: a datagram that carries an Initial
+packet is padded to the full datagram size, and the receiver walks that padding byte
+by byte in Python (over a millisecond per 64 KiB datagram, on both sides of every
+handshake). So the handshake runs at :data:`HANDSHAKE_DATAGRAM_SIZE` and the configured
+size applies once the handshake is confirmed (no Initial or Handshake packet follows).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
@@ -28,12 +35,15 @@ MAX_FRAME_DATA = 0x3FFF  # the largest length aioquic's 2-byte frame length can 
 SMALL_DATAGRAM_LIMIT = 16 * 1024  # without the override: one frame per packet
 _MIN_FRAME_HEADER = 3  # type byte + 2-byte length; stream id and offset come on top
 _MIN_ROOM = 64  # a frame smaller than this is not worth its header
+HANDSHAKE_DATAGRAM_SIZE = SMALLEST_MAX_DATAGRAM_SIZE
+"""Datagram size until the handshake is confirmed: QUIC's minimum, which any path carries."""
 
 _EXPECTED = ["self", "builder", "space", "stream", "max_offset"]
 SUPPORTED = (
     list(inspect.signature(QuicConnection._write_stream_frame).parameters) == _EXPECTED
     and hasattr(QuicPacketBuilder, "remaining_flight_space")
 )
+_SMALL_HANDSHAKE = hasattr(QuicConnection, "_confirm_handshake")
 
 
 class _OneFrameOfRoom:
@@ -52,7 +62,17 @@ class _OneFrameOfRoom:
 
 
 class JumboQuicConnection(QuicConnection):
-    """Writes as many STREAM frames of one stream into a packet as fit."""
+    """Writes as many STREAM frames of one stream into a packet as fit; handshakes small."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._full_datagram_size = self._max_datagram_size
+        if _SMALL_HANDSHAKE:
+            self._max_datagram_size = min(self._full_datagram_size, HANDSHAKE_DATAGRAM_SIZE)
+
+    def _confirm_handshake(self) -> None:
+        super()._confirm_handshake()
+        self._max_datagram_size = self._full_datagram_size
 
     def _write_stream_frame(
         self,

@@ -16,10 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aioquic._buffer import Buffer
-from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.packet import (
     QuicPacketType,
-    QuicProtocolVersion,
     encode_quic_version_negotiation,
     pull_quic_header,
 )
@@ -29,8 +28,9 @@ from storage.errors import ClosedError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
 from swarm.certificate import create_certificate
 from swarm.connection import Connection, Verdict
-from swarm.jumbo_quic import JumboQuicConnection
-from swarm.quic_options import QuicOptions, quic_configuration
+from swarm.local_host import is_this_host
+from swarm.peer_quic import PeerQuicConnection
+from swarm.quic_options import VERSIONS, QuicOptions, quic_configuration
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ Send = Callable[[bytes, Address], None]
 Firewall = Callable[[bytes], bool | Awaitable[bool]]
 """Given a client's proven public key: True to accept it (may be an async function)."""
 _CID_LENGTH = 8  # aioquic's default, and what pull_quic_header needs for short headers
-_VERSIONS = (QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2)
 
 
 class QuicEndpoint:
@@ -64,6 +63,8 @@ class QuicEndpoint:
         self.accepting = False
         self._send = send
         self._certificate, self._private_key = create_certificate(key_pair)
+        self._configurations: dict[tuple[bool, bool], QuicConfiguration] = {}
+        self._configured = self.options
         self._by_cid: dict[bytes, Connection] = {}
         self._cids: dict[Connection, set[bytes]] = {}
         self._closed = False
@@ -113,14 +114,7 @@ class QuicEndpoint:
         if len(public_key) != PUBLIC_KEY_SIZE:
             raise ValueError(f"a public key is {PUBLIC_KEY_SIZE} bytes")
         loop = asyncio.get_running_loop()
-        configuration = quic_configuration(
-            self.options,
-            is_client=True,
-            remote=addr,
-            certificate=self._certificate,
-            private_key=self._private_key,
-        )
-        quic = JumboQuicConnection(configuration=configuration)
+        quic = PeerQuicConnection(configuration=self._configuration(True, addr))
         quic.connect(addr, now=loop.time())
         conn = self.connection_class(
             quic,
@@ -181,14 +175,14 @@ class QuicEndpoint:
             or len(data) < SMALLEST_MAX_DATAGRAM_SIZE
         ):
             return None
-        if version not in _VERSIONS:
+        if version not in VERSIONS:
             # never answer a Version Negotiation packet (version 0) with another one
             if version:
                 self._send(
                     encode_quic_version_negotiation(
                         source_cid=destination_cid,
                         destination_cid=source_cid,
-                        supported_versions=list(_VERSIONS),
+                        supported_versions=list(VERSIONS),
                     ),
                     addr,
                 )
@@ -197,15 +191,9 @@ class QuicEndpoint:
         if handshaking >= self.options.max_handshakes:
             log.debug("dropping Initial from %s: %d handshakes in progress", addr, handshaking)
             return None
-        configuration = quic_configuration(
-            self.options,
-            is_client=False,
-            remote=addr,
-            certificate=self._certificate,
-            private_key=self._private_key,
-        )
-        quic = JumboQuicConnection(
-            configuration=configuration, original_destination_connection_id=destination_cid
+        quic = PeerQuicConnection(
+            configuration=self._configuration(False, addr),
+            original_destination_connection_id=destination_cid,
         )
         conn = self.connection_class(
             quic,
@@ -218,6 +206,24 @@ class QuicEndpoint:
         self._register_cid(destination_cid, conn)
         self._register_cid(quic.host_cid, conn)
         return conn
+
+    def _configuration(self, is_client: bool, remote: Address) -> QuicConfiguration:
+        """The aioquic configuration for a connection with ``remote``: one per role and
+        kind of path, built once (aioquic only reads it), so a handshake does not."""
+        if self._configured is not self.options:  # options replaced: start over
+            self._configurations.clear()
+            self._configured = self.options
+        key = (is_client, is_this_host(remote))
+        configuration = self._configurations.get(key)
+        if configuration is None:
+            configuration = self._configurations[key] = quic_configuration(
+                self.options,
+                is_client=is_client,
+                remote=remote,
+                certificate=self._certificate,
+                private_key=self._private_key,
+            )
+        return configuration
 
     # -- ConnectionHost ------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import ssl
 from dataclasses import dataclass
 
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.packet import QuicProtocolVersion
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -14,6 +15,9 @@ from swarm import jumbo_quic
 from swarm.local_host import is_this_host
 
 ALPN = "peerswarm/1"
+VERSIONS = (QuicProtocolVersion.VERSION_1,)
+"""The QUIC versions we speak. aioquic derives Initial keys for every version it is
+configured with, on both sides of every handshake; version 2 would buy us nothing."""
 
 
 @dataclass(frozen=True)
@@ -79,4 +83,5 @@ def quic_configuration(
         max_stream_data=max(options.stream_window, options.max_stream_window),
         max_data=4 * max(options.stream_window, options.max_stream_window),
         congestion_control_algorithm=options.congestion_control,
+        supported_versions=list(VERSIONS),
     )

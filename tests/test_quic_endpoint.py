@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 
 from storage.errors import PeerswarmError
 from storage.keypair import KeyPair
@@ -98,6 +99,28 @@ class ReplayingConnection(Connection):
     def _hello(self, binding: bytes) -> control.Hello:
         assert self.stolen is not None
         return self.stolen
+
+
+async def test_handshake_runs_in_small_datagrams_then_goes_jumbo(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    sizes: list[int] = []
+    send = client.node._send
+
+    def record(data: bytes, addr: tuple[str, int]) -> None:
+        sizes.append(len(data))
+        send(data, addr)
+
+    client.node.endpoint._send = record
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    accepted = await server.accepted.get()
+    # a client pads every datagram with an Initial packet: to QUIC's minimum, not 64 KiB
+    assert sizes and max(sizes) <= SMALLEST_MAX_DATAGRAM_SIZE
+    stream = await conn.open_stream()
+    stream.write(os.urandom(200_000))
+    stream.write_eof()
+    incoming = await accepted.accept_stream()
+    assert len(await incoming.read()) == 200_000
+    assert max(sizes) > 16 * 1024  # once confirmed, loopback datagrams are jumbo again
 
 
 async def test_replayed_client_proof_is_refused(peers: list[Peer]) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from dht.node import DHTNode
+from dht.records import PeerRecord
 from dht.testnet import testnet
 from dht.transport import Address
 from swarm import Swarm
@@ -18,7 +20,7 @@ from swarm.connection import Connection
 from swarm.errors import ConnectionClosedError, PeerNotFoundError, PeerRejectedError
 from swarm.local_host import local_ips
 from swarm.quic_options import QuicOptions
-from swarm.swarm import _dial_order
+from swarm.swarm import HANDSHAKE_HEDGE, _dial_order, key_topic
 
 FAST = QuicOptions(idle_timeout=2.0, keepalive=0.5, handshake_timeout=3.0)
 
@@ -90,6 +92,30 @@ async def test_concurrent_first_connects_share_one_dial(make: Callable[..., Any]
     )
     assert len({id(c) for c in conns}) == 1
     assert len(server._endpoint.connections) == 1
+
+
+async def test_handshake_gets_past_dead_and_unknowing_relays(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    async with contextlib.aclosing(client.dht.lookup(key_topic(server.public_key))) as found:
+        record = await anext(found)
+    # Relays we hold a token for go first: a dead one (asked alone until the hedge
+    # delay runs out), then a live one that holds no announcement (fails at once).
+    dead, unknowing = DHTNode(host="127.0.0.1"), DHTNode(host="127.0.0.1")
+    for node in (dead, unknowing):
+        await node.start()
+        await client.dht.ping(node.address)
+    await dead.close()
+    try:
+        relays = [dead.address, unknowing.address, *record.relay_addresses]
+        forged = PeerRecord.sign(key_topic(server.public_key), server.key_pair, relays, 1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        conn = await asyncio.wait_for(client._dial_once(server.public_key, forged), 10)
+        assert conn.remote_public_key == server.public_key
+        assert HANDSHAKE_HEDGE <= loop.time() - start < 1.0  # no relay timeout was waited out
+    finally:
+        await unknowing.close()
 
 
 async def test_unknown_key_is_not_found(make: Callable[..., Any]) -> None:
