@@ -52,11 +52,11 @@ async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> N
                     if first is None and peer.public_key == key_pair.public_key:
                         first = (now() - start) * 1000
                 times.append((now() - start) * 1000)
-                hop = counter.hops() if counting else None
-                if first is not None and hop is not None:
-                    hops.append(hop)
                 if first is not None:
                     firsts.append(first)
+                    hop = counter.hops() if counting else None
+                    if hop is not None:
+                        hops.append(hop)
     m[f"lookup_p50_ms@{size}"] = percentile(times, 50)
     m[f"lookup_p95_ms@{size}"] = percentile(times, 95)
     if firsts:
