@@ -16,17 +16,29 @@ class NatSampler:
     def __init__(self, size: int = DEFAULT_SAMPLES) -> None:
         self._size = size
         self._seen: OrderedDict[Address, Address] = OrderedDict()
+        self._uniform: Address | None = None
+        """The address every report says, if they all agree (``None`` if not or none)."""
 
     def add(self, reporter: Address, seen: Address) -> bool:
-        """Record a report; ``True`` when it is news (a new reporter or a new address)."""
-        old = self._seen.pop(reporter, None)
-        self._seen[reporter] = seen
-        while len(self._seen) > self._size:
-            self._seen.popitem(last=False)
-        return old != seen
+        """Record a report; ``True`` when it is news (a new reporter or a new address).
+
+        Not news either when at least two reports all said ``seen`` before and still
+        do: the public address and NAT class cannot have changed (every reply carries
+        a report, so this spares recomputing them per reply on a stable network).
+        """
+        values = self._seen
+        uniform = self._uniform == seen and len(values) >= 2
+        old = values.pop(reporter, None)
+        values[reporter] = seen
+        while len(values) > self._size:
+            values.popitem(last=False)
+        if self._uniform != seen:  # (when it was ``seen``, it still is)
+            self._uniform = seen if all(v == seen for v in values.values()) else None
+        return old != seen and not (uniform and len(values) >= 2)
 
     def clear(self) -> None:
         self._seen.clear()
+        self._uniform = None
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -101,6 +101,11 @@ def _silence(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class DHTNode(RequestServer):
     """A Kademlia node on one datagram socket; an async context manager.
 
@@ -680,26 +685,45 @@ class DHTNode(RequestServer):
         if len(self.routing_table) < self.k:
             for a in self._bootstrap_nodes + self._saved_nodes:
                 state.add(a)
+        loop = asyncio.get_running_loop()
         inflight: dict[asyncio.Task[Response], Address] = {}
         stalled: set[asyncio.Task[Response]] = set()
+        completed: list[asyncio.Task[Response]] = []
+        waiter: asyncio.Future[None] | None = None
+
+        def on_done(task: asyncio.Task[Response]) -> None:
+            _silence(task)
+            completed.append(task)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
         try:
             while True:
                 for addr in state.next(self.alpha - len(inflight) + len(stalled)):
-                    task = asyncio.ensure_future(
+                    task = loop.create_task(
                         self._request(addr, command, target=target, value=value)
                     )
-                    task.add_done_callback(_silence)
+                    task.add_done_callback(on_done)
                     inflight[task] = addr
                 if not inflight or state.finished():
                     break
-                done, _ = await asyncio.wait(
-                    set(inflight), timeout=self.request_timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
+                if not completed:
+                    # One wake-up for the first reply or one timeout, without
+                    # asyncio.wait's per-round callbacks on every request in flight.
+                    waiter = loop.create_future()
+                    timer = loop.call_later(self.request_timeout, _wake, waiter)
+                    try:
+                        await waiter
+                    finally:
+                        timer.cancel()
+                        waiter = None
+                if not completed:
                     for task, addr in inflight.items():
                         stalled.add(task)
                         state.stalled(addr)
                     continue
+                done = [t for t in completed if t in inflight]
+                completed.clear()
                 replied = False
                 for task in done:
                     addr = inflight.pop(task)

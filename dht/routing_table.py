@@ -90,6 +90,8 @@ class RoutingTable:
         self._max_replacements = replacements
         self._buckets: dict[int, _Bucket] = {}
         self._size = 0
+        self._flat: list[Contact] | None = None
+        """Every contact, for :meth:`closest` (rebuilt after an insert or removal)."""
         self._per_ip: dict[str, int] = {}
         """Contacts per limited IP in the table (not counting replacements)."""
 
@@ -152,6 +154,7 @@ class RoutingTable:
         gone = bucket.contacts.pop(contact_id, None)
         if gone is None:
             return False
+        self._flat = None
         self._size -= 1
         self._count(gone.address, -1)
         while bucket.replacements:
@@ -173,6 +176,7 @@ class RoutingTable:
 
     def _insert(self, bucket: _Bucket, contact: Contact) -> None:
         bucket.contacts[contact.id] = contact
+        self._flat = None
         self._size += 1
         self._count(contact.address, +1)
 
@@ -194,7 +198,13 @@ class RoutingTable:
         """The ``count`` (default k) contacts nearest to ``target`` by XOR distance."""
         count = self.k if count is None else count
         t = int.from_bytes(target, "big")
-        return heapq.nsmallest(count, self, key=lambda c: c.number ^ t)
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = list(self)
+        # Every request served asks: sorting a small table beats a heap over a generator.
+        if len(flat) <= 4 * count:
+            return sorted(flat, key=lambda c: c.number ^ t)[:count]
+        return heapq.nsmallest(count, flat, key=lambda c: c.number ^ t)
 
     def stale(self, seen_before: float) -> list[Contact]:
         """Contacts not heard from since ``seen_before``, least recently seen first."""

@@ -85,13 +85,18 @@ def _pack_host(host: str) -> bytes | None:
     return None
 
 
+@lru_cache(maxsize=16384)
+def _pack_ip_address(addr: Address) -> bytes | None:
+    packed = _pack_host(addr[0])
+    return None if packed is None else packed + addr[1].to_bytes(2, "big")
+
+
 def pack_address(addr: Address) -> Any:
     """IPv4 as 6 bytes, IPv6 as 18 (address + big-endian port); other hosts as [str, port]."""
-    host, port = addr
-    packed = _pack_host(host)
+    packed = _pack_ip_address(addr)
     if packed is None:
-        return [host, port]
-    return packed + port.to_bytes(2, "big")
+        return [addr[0], addr[1]]
+    return packed
 
 
 @lru_cache(maxsize=16384)
