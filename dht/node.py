@@ -23,7 +23,6 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
-from types import TracebackType
 from typing import Any, TypeVar
 
 from dht import records as rec
@@ -75,6 +74,7 @@ from storage.errors import (
     VerificationError,
 )
 from storage.keypair import KeyPair
+from storage.resource import AsyncResource
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class DHTNode(RequestServer):
+class DHTNode(RequestServer, AsyncResource):
     """A Kademlia node on one datagram socket; an async context manager.
 
     ``ephemeral=None`` (default) decides by itself: the node queries from the start
@@ -231,14 +231,8 @@ class DHTNode(RequestServer):
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def __aenter__(self) -> DHTNode:
+    async def _enter(self) -> None:
         await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Bind, bootstrap, and start the background reachability check and maintenance."""

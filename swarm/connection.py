@@ -23,7 +23,6 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Protocol
 
 from aioquic.quic import events
@@ -32,6 +31,7 @@ from aioquic.quic.connection import QuicConnection
 from dht.transport import Address
 from storage.errors import DecodeError, InvalidArgumentError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
+from storage.resource import AsyncResource
 from swarm import control
 from swarm.certificate import certificate_public_key, peer_certificate
 from swarm.errors import (
@@ -86,7 +86,7 @@ class ConnectionHost(Protocol):
 CloseCallback = Callable[["Connection"], None]
 
 
-class Connection:
+class Connection(AsyncResource):
     """An encrypted, mutually authenticated connection carrying many streams."""
 
     def __init__(
@@ -279,16 +279,6 @@ class Connection:
         if self._handshake_error is not None:
             raise self._handshake_error
 
-    async def __aenter__(self) -> Connection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         key = self._remote_key.hex()[:16] if self._remote_key else "?"

@@ -7,10 +7,9 @@ else is dropped. Tests, benchmarks and direct dials by address use it.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
 from storage.keypair import KeyPair
+from storage.resource import AsyncResource
 from swarm.connection import Connection
 from swarm.quic_endpoint import Firewall, QuicEndpoint
 from swarm.quic_options import QuicOptions
@@ -18,7 +17,7 @@ from swarm.quic_options import QuicOptions
 QUIC_FIRST_BYTE = 0x40
 
 
-class StandaloneEndpoint:
+class StandaloneEndpoint(AsyncResource):
     """``async with StandaloneEndpoint(kp) as ep: conn = await ep.connect(addr, key)``."""
 
     def __init__(
@@ -70,16 +69,8 @@ class StandaloneEndpoint:
             self._transport.close()
             self._transport = None
 
-    async def __aenter__(self) -> StandaloneEndpoint:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    async def _enter(self) -> None:
+        await self.open()
 
     def _send(self, data: bytes, addr: Address) -> None:
         if self._transport is not None:

@@ -29,7 +29,6 @@ from collections.abc import (
     Coroutine,
     Iterable,
 )
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from dht.node import DHTNode
@@ -38,6 +37,7 @@ from dht.records import PeerRecord
 from dht.transport import Address, Network
 from storage.errors import ClosedError, DecodeError, InvalidArgumentError, PeerswarmError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
+from storage.resource import AsyncResource
 from swarm import handshake
 from swarm.connection import CloseCode, Connection
 from swarm.discovery import Discovery
@@ -72,7 +72,7 @@ def key_topic(public_key: bytes) -> bytes:
     return hash32(public_key)
 
 
-class Swarm:
+class Swarm(AsyncResource):
     """A peer: one DHT node, one QUIC endpoint on its socket, connections by key or topic."""
 
     def __init__(
@@ -171,17 +171,8 @@ class Swarm:
                     return_exceptions=True,
                 )
 
-    async def __aenter__(self) -> Swarm:
+    async def _enter(self) -> None:
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- public API --------------------------------------------------------------------
 
