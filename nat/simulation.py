@@ -31,7 +31,6 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from types import TracebackType
 from typing import Any, TypeVar
 
 from dht import DHTNode
@@ -43,6 +42,7 @@ from nat.virtual_network import Latency, NetworkStats, Packet, VirtualNetwork
 from nat.virtual_time import VirtualTimeLoop, run_virtual
 from storage.errors import DecodeError, PeerswarmError
 from storage.keypair import KeyPair
+from storage.resource import AsyncResource
 
 __all__ = [
     "LookupOutcome",
@@ -102,7 +102,7 @@ def _seed_bytes(seed: int, index: int) -> bytes:
     return hashlib.blake2b(f"peerswarm-sim {seed} {index}".encode(), digest_size=32).digest()
 
 
-class Simulation:
+class Simulation(AsyncResource):
     """A virtual network of DHT nodes; an async context manager that closes them all.
 
     ``n_bootstrap`` persistent nodes are started first (each bootstrapping from the
@@ -140,13 +140,6 @@ class Simulation:
         self._options = dict(node_options or {})
         self._traces: dict[Address, list[_Trace]] = {}
 
-    async def __aenter__(self) -> Simulation:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close every node, then the network."""
@@ -321,7 +314,8 @@ class SimulationResult:
     wall_time: float
     virtual_time: float
     memory_per_node: float
-    """Growth of the process's resident memory per node, measured idle after start."""
+    """Growth of the process's resident memory per node, measured idle after start.
+    Exact only in a fresh process: memory an earlier run freed is reused and hides growth."""
     packets: NetworkStats
 
     @property

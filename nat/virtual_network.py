@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from dht.transport import Address, Network, Receiver
 from nat.errors import AddressInUseError, AddressUnavailableError
 from storage.errors import ClosedError, InvalidArgumentError
+from storage.resource import AsyncResource
 
 __all__ = [
     "Middlebox",
@@ -212,7 +213,7 @@ class _Pool:
         raise AddressUnavailableError("the virtual subnet is full")
 
 
-class VirtualNetwork:
+class VirtualNetwork(AsyncResource):
     """A simulated datagram network; see the module docstring for the model.
 
     ``latency`` (seconds one way, or a function of the two addresses), ``jitter``
@@ -504,11 +505,6 @@ class VirtualNetwork:
                 for transport in list(node.ports.values()):
                     transport.close()
 
-    async def __aenter__(self) -> VirtualNetwork:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
 
 if TYPE_CHECKING:

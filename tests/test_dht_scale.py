@@ -182,6 +182,7 @@ def test_simulate_with_churn_reports_what_it_measured() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800, method="thread")  # a signal would be swallowed by the loop
 def test_10000_nodes_meet_the_issue_targets() -> None:
     result = run_simulation(
         n_nodes=10_000, n_announcers=100, n_lookups=1000, rounds=1, settle=30.0, seed=5
@@ -193,11 +194,11 @@ def test_10000_nodes_meet_the_issue_targets() -> None:
 
 
 @pytest.mark.slow
-def test_10000_nodes_with_loss_and_churn() -> None:
-    result = run_simulation(
-        n_nodes=10_000, n_announcers=100, n_lookups=1000, loss=0.1, churn=0.2, seed=6
-    )
+@pytest.mark.timeout(3600, method="thread")
+def test_10000_nodes_under_churn_as_the_benchmark_runs_them() -> None:
+    # ``python -m bench dht`` runs exactly this: the default scenario, 20 % churn.
+    result = run_simulation(n_nodes=10_000, churn=0.2, seed=0)
     print("\n" + result.summary())
     assert result.replaced == 2000
-    assert result.success_rate >= 0.99
+    assert result.success_rate >= 0.999
     assert result.median_hops is not None and result.median_hops <= 4
