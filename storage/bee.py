@@ -185,6 +185,7 @@ class Bee:
     async def put(self, key: Any, value: Any, cas: Cas | None = None) -> bool:
         """Set ``key`` to ``value`` (one block). False if ``cas(prev, new)`` refused it."""
         b = self.batch()
+        b._oneshot = cas is None
         try:
             done = await b.put(key, value, cas)
         except BaseException:
@@ -196,6 +197,7 @@ class Bee:
     async def delete(self, key: Any, cas: Cas | None = None) -> bool:
         """Remove ``key`` (one block). False if it was absent or ``cas(prev, None)`` refused."""
         b = self.batch()
+        b._oneshot = cas is None
         try:
             done = await b.delete(key, cas)
         except BaseException:

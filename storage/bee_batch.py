@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from storage.bee_block import Block, encode_block
 from storage.bee_entry import Entry
-from storage.bee_node import OFFSET_BITS, OFFSET_MASK, Child, Node, Ref, encode_node, make_ref
+from storage.bee_node import OFFSET_BITS, OFFSET_MASK, Child, Node, Ref, encode_node
 from storage.bee_tree import Tree
 from storage.errors import (
     ClosedError,
@@ -67,6 +67,10 @@ class Batch:
         self._entry_bytes = 0
         self._blocks: list[bytes] = []  # blocks ready to append, in order
         self._decoded: list[Block] = []  # the same, decoded (reads, and the cache after)
+        # Set by Bee.put/delete without cas: one operation, flushed at once, running no
+        # app code while it holds the lock, so it cannot be re-entered by its own task
+        # and needs not record itself as the writer (asyncio.current_task costs ~1 us).
+        self._oneshot = False
 
     # -- context manager ---------------------------------------------------------
 
@@ -102,15 +106,17 @@ class Batch:
                 prev = await self._entry(found[0], found[1])
                 if not await _ask(cas, prev, Entry(seq, key, value)):
                     return False
-        ref = make_ref(seq, len(self._entries) // 2)
+        entries = self._entries
+        ref = seq << OFFSET_BITS | len(entries) // 2  # make_ref
         try:
-            self._entries += (k, v)
+            entries += (k, v)
             self._entry_bytes += len(k) + len(v) + 8
             await tree.put(k, ref, v if len(v) <= self._inline_size else None)
         except BaseException as e:
             self._failed = e
             raise
-        self._cut_entries()
+        if self._entry_bytes >= self._chunk_size:
+            self._cut_entries()
         return True
 
     async def delete(self, key: Any, cas: Cas | None = None) -> bool:
@@ -154,13 +160,13 @@ class Batch:
             if self._blocks:
                 if core.length != self._base:
                     raise StorageError("the core was appended to outside this Bee during a batch")
-                length: int = await core.append(self._blocks)
+                blocks = self._blocks
+                length: int = await core.append(blocks[0] if len(blocks) == 1 else blocks)
                 if length != self._base + len(self._blocks):
                     raise StorageError("the core was appended to outside this Bee during a batch")
                 src = self._src
                 if src.fork == core.fork:  # made hot: the next write reads this path
-                    for ref, node in nodes.items():
-                        src.nodes.put(ref, node)
+                    src.nodes.put_new(nodes)  # fresh refs: this block was just written
                     src.latest = (length, self._decoded[-1].root)
             return core.length
         finally:
@@ -181,27 +187,34 @@ class Batch:
             raise ClosedError("batch was already flushed or discarded")
 
     async def _begin(self) -> Tree:
-        self._check()
-        if self._tree is not None:
+        if self._tree is not None and self._failed is None and not self._done:
             return self._tree
+        self._check()
         db, src = self._db, self._src
         if db._checkout is not None:
             raise NotWritableError("a checkout is read-only")
-        if not src.core.writable:
+        core = src.core
+        if not core.writable:
             raise NotWritableError("the core is a replica: only its owner can write")
-        header = await db._ready()
+        header = src.header
+        if header is None or src.fork != core.fork or db._life.closed:
+            header = await db._ready()
         assert header is not None  # a writable core always has one after ready
-        task = asyncio.current_task()
-        if src.writer is not None and src.writer is task:
-            raise InvalidArgumentError("this task holds a batch on this Bee: write through it")
+        task = None
+        if not self._oneshot or src.lock.locked():
+            task = asyncio.current_task()
+            if src.writer is not None and src.writer is task:
+                raise InvalidArgumentError("this task holds a batch on this Bee: write through it")
         await src.lock.acquire()
         src.writer = task
         self._locked = True
         try:
             self._check()
-            src.check_fork()
-            self._base = src.core.length
-            self._old_root = await src.root(self._base)
+            if src.fork != core.fork:
+                src.check_fork()
+            self._base = base = core.length
+            latest, root = src.latest
+            self._old_root = root if latest == base and base > 1 else await src.root(base)
             # Until the flush everything new is a dirty node: the tree reads only the source.
             self._tree = Tree(src, self._old_root, header.max_keys)
         except BaseException:
@@ -275,18 +288,22 @@ class _Sealer:
     def seal(self, node: Node) -> Ref:
         children = node.children
         if children:
-            kinds = list(map(type, children))  # find dirty children at C speed
-            i = -1
-            for _ in range(kinds.count(Node)):
-                i = kinds.index(Node, i + 1)
-                children[i] = self.seal(cast(Node, children[i]))
+            kids: Sequence[int] | None = node.kids
+            if kids is None:  # not tracked: find the dirty children
+                kids = [i for i, c in enumerate(children) if type(c) is Node]
+            elif len(kids) > 1:
+                kids = sorted(kids)  # left to right, as a look at every child would find them
+            for i in kids:
+                kid: Any = children[i]  # a dirty Node (no cast(): it is a call at run time)
+                children[i] = self.seal(kid)
         batch = self.batch
         if self.size >= batch._chunk_size:  # its children are in earlier blocks: fine
             batch._close_block(self.entries, self.encoded, batch._old_root)
             self.entries, self.encoded, self.size = [], [], 0
-        ref = make_ref(batch._base + len(batch._blocks), len(self.encoded))
+        encoded = self.encoded
+        ref = (batch._base + len(batch._blocks)) << OFFSET_BITS | len(encoded)  # make_ref
         data = encode_node(node)
-        self.encoded.append(data)
+        encoded.append(data)
         self.size += len(data)
         node.dirty = False
         self.sealed[ref] = node

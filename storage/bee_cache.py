@@ -40,6 +40,17 @@ class LRU(Generic[K, V]):
         if len(items) > self.capacity:
             items.popitem(last=False)
 
+    def take(self, key: K) -> V | None:
+        """Remove and return an item (None if absent); not counted as a hit or miss."""
+        return self._items.pop(key, None)
+
+    def put_new(self, items: dict[K, V]) -> None:
+        """Add items whose keys are new (a key already cached keeps its place)."""
+        cache = self._items
+        cache.update(items)
+        while len(cache) > self.capacity:
+            cache.popitem(last=False)
+
     def clear(self) -> None:
         self._items.clear()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from storage.bee_block import Block, Header, decode_block, decode_header, encode_header
@@ -44,6 +45,10 @@ class Source:
     def __init__(self, core: Core, node_cache: int, block_cache: int) -> None:
         self.core = core
         self.nodes: LRU[Ref, Node] = LRU(node_cache)
+        # The clean node of a reference if cached (the LRU's own get: no wrapper call).
+        self.cached: Callable[[Ref], Node | None] = self.nodes.get
+        # The same, taken out of the cache: for a write that copies the node (see Tree).
+        self.take: Callable[[Ref], Node | None] = self.nodes.take
         self.blocks: WeightedLRU[int, Block] = WeightedLRU(block_cache, lambda b: b.size + 512)
         self.lock = asyncio.Lock()
         self.writer: asyncio.Task[Any] | None = None  # the task holding ``lock``
@@ -99,9 +104,6 @@ class Source:
         if version == latest:
             return root
         return (await self.block(version - 1)).root
-
-    def cached(self, ref: Ref) -> Node | None:
-        return self.nodes.get(ref)
 
     async def load(self, ref: Ref) -> Node:
         seq, offset = ref >> OFFSET_BITS, ref & OFFSET_MASK

@@ -6,6 +6,12 @@ write then encodes just the dirty nodes into one block. Within a batch a dirty
 node is edited in place, so a batch of many puts encodes each touched node once,
 not once per put.
 
+A write takes the clean nodes it copies out of the node cache (``take``): once it
+commits they are superseded (only a checkout of an older version reads them again,
+from disk then), and freeing them now, while they are warm in the CPU cache, costs
+far less than evicting them cold thousands of writes later (about 6 us of a ~64 us
+put at 100k keys). If the write is discarded, the next read loads them again.
+
 Classic B-tree (keys and values in inner nodes too) with at most ``max_keys``
 keys per node. Splits are even, except at the right (left) edge of the tree when
 the new key is the largest (smallest): then the old node stays full and the new
@@ -28,6 +34,10 @@ class NodeSource(Protocol):
     """Where a tree reads clean nodes from: a cache lookup and a (possibly remote) load."""
 
     def cached(self, ref: Ref) -> Node | None: ...
+
+    def take(self, ref: Ref) -> Node | None:
+        """Like ``cached``, but the node leaves the cache (a write is superseding it)."""
+        ...
 
     async def load(self, ref: Ref) -> Node: ...
 
@@ -197,48 +207,67 @@ class Tree:
         return await find(self.src, self.root, key)
 
     async def _dirty_root(self) -> Node:
+        # Only deletes come here: they move children, so sealing will look at every child.
         assert self.root is not None
         root = self.root
         if isinstance(root, Node):
-            return root
-        node = self.src.cached(root) or await self.src.load(root)
-        self.root = node = node.copy()
+            node = root
+        else:
+            node = self.src.take(root) or await self.src.load(root)
+            self.root = node = node.copy()
+        node.unshare()  # deletes edit the lists in place
+        node.kids = None
         return node
 
     async def _dirty_child(self, parent: Node, i: int) -> Node:
+        # Deletes move children between nodes: sealing will look at every child.
+        parent.kids = None
         child = parent.children[i]
         if isinstance(child, Node):
-            return child  # only dirty nodes are ever held in a child slot
-        node = self.src.cached(child) or await self.src.load(child)
-        parent.children[i] = node = node.copy()
+            node = child  # only dirty nodes are ever held in a child slot
+        else:
+            node = self.src.take(child) or await self.src.load(child)
+            parent.children[i] = node = node.copy()
+        node.unshare()  # deletes edit the lists in place
+        node.kids = None
         return node
 
     async def put(self, key: bytes, value: Ref, inline: bytes | None) -> None:
         """Insert ``key``, or point it at a new entry."""
-        if self.root is None:
+        root = self.root
+        if root is None:
             self.root = Node([key], [value], [inline], [])
             return
-        node = await self._dirty_root()
+        src = self.src
+        if isinstance(root, Node):
+            node = root
+        else:
+            node = src.take(root) or await src.load(root)
+            self.root = node = node.copy()
         path: list[tuple[Node, int]] = []
         right_edge = left_edge = True
         while True:
             keys = node.keys
             i = bisect_left(keys, key)
             if i < len(keys) and keys[i] == key:
-                node.values[i] = value
-                node.inline[i] = None if node.children else inline
-                node.head = None
+                node.set_value(i, value, None if node.children else inline)
                 return
-            if not node.children:
+            children = node.children
+            if not children:
                 break
             right_edge = right_edge and i == len(keys)
             left_edge = left_edge and i == 0
             path.append((node, i))
-            node = await self._dirty_child(node, i)
-        node.keys.insert(i, key)
-        node.values.insert(i, value)
-        node.inline.insert(i, inline)
-        node.head = None
+            child = children[i]  # _dirty_child, inlined: one coroutine less per level
+            if isinstance(child, Node):
+                node = child  # only dirty nodes are ever held in a child slot
+            else:
+                kids = node.kids
+                if kids is not None:
+                    node.kids = (*kids, i)
+                node = src.take(child) or await src.load(child)
+                children[i] = node = node.copy()
+        node.insert_key(i, key, value, inline)
         while len(node.keys) > self.max_keys:
             n = len(node.keys)
             if right_edge and i == n - 1:
@@ -254,17 +283,17 @@ class Tree:
                 node.children[mid + 1 :],
             )
             up = node.keys[mid], node.values[mid], None  # inner nodes inline no values
+            node.unshare()  # (insert_key did already)
             del node.keys[mid:], node.values[mid:], node.inline[mid:], node.children[mid + 1 :]
-            node.head = None
+            node.forget()
+            node.kids = None
             if not path:
                 self.root = Node([up[0]], [up[1]], [up[2]], [node, right])
                 return
             parent, i = path.pop()
-            parent.keys.insert(i, up[0])
-            parent.values.insert(i, up[1])
-            parent.inline.insert(i, up[2])
+            parent.insert_key(i, *up)
             parent.children.insert(i + 1, right)
-            parent.head = None
+            parent.kids = None
             node = parent
 
     async def delete(self, key: bytes) -> bool:
@@ -292,20 +321,21 @@ class Tree:
             holder.values[at] = node.values.pop()
             node.inline.pop()
             holder.inline[at] = None
-            holder.head = None
+            holder.forget()
         else:
             del node.keys[i], node.values[i], node.inline[i]
-        node.head = None
+        node.forget()
         await self._rebalance(node, path)
         return True
 
     async def _rebalance(self, node: Node, path: list[tuple[Node, int]]) -> None:
         while path and len(node.keys) < self.minimum:
             parent, i = path.pop()
-            parent.head = node.head = None
+            parent.forget()
+            node.forget()
             if i > 0:
                 left = await self._dirty_child(parent, i - 1)
-                left.head = None
+                left.forget()
                 if len(left.keys) > self.minimum:  # borrow through the parent
                     node.keys.insert(0, parent.keys[i - 1])
                     node.values.insert(0, parent.values[i - 1])
@@ -327,7 +357,7 @@ class Tree:
                 del parent.children[i]
             else:
                 right = await self._dirty_child(parent, i + 1)
-                right.head = None
+                right.forget()
                 if len(right.keys) > self.minimum:
                     node.keys.append(parent.keys[i])
                     node.values.append(parent.values[i])

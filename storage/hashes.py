@@ -7,15 +7,17 @@ never be passed off as a parent; sizes and indices are u64 little-endian.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+from typing import Any
 
 from storage.node import Node
 
 HASH_SIZE = 32
 _U64 = struct.Struct("<Q")
+_LEAF_HEAD = struct.Struct("<BQ")  # type prefix, size
 _ROOT_ENTRY = struct.Struct("<32sQQ")
-_LEAF = b"\x00"
+_LENGTH_FORK = struct.Struct("<QQ")
 _PARENT = b"\x01"
 _ROOT = b"\x02"
 
@@ -24,19 +26,18 @@ TREE_NAMESPACE = blake2b(
 ).digest()
 
 
-def leaf_hash(block: bytes) -> bytes:
-    h = blake2b(_LEAF, digest_size=HASH_SIZE)
-    h.update(_U64.pack(len(block)))
+def leaf_hash(block: bytes | memoryview) -> bytes:
+    # One update of the block itself: no copy of it, however large.
+    h = blake2b(_LEAF_HEAD.pack(0, len(block)), digest_size=HASH_SIZE)
     h.update(block)
     return h.digest()
 
 
 def parent_hash(left: Node, right: Node) -> bytes:
     """Hash of two sibling nodes; ``left`` must be the one with the smaller index."""
-    return blake2b(
-        _PARENT + _U64.pack(left.size + right.size) + left.hash + right.hash,
-        digest_size=HASH_SIZE,
-    ).digest()
+    # Concatenation, not a "32s" struct field: that would pad or cut a wrong-sized hash.
+    data = _PARENT + _U64.pack(left.size + right.size) + left.hash + right.hash
+    return blake2b(data, digest_size=HASH_SIZE).digest()
 
 
 def parent_node(left: Node, right: Node) -> Node:
@@ -44,13 +45,32 @@ def parent_node(left: Node, right: Node) -> Node:
 
 
 def tree_hash(roots: Iterable[Node]) -> bytes:
-    data = b"".join([_ROOT, *(_ROOT_ENTRY.pack(r.hash, r.index, r.size) for r in roots)])
-    return blake2b(data, digest_size=HASH_SIZE).digest()
+    pack = _ROOT_ENTRY.pack
+    h = blake2b(_ROOT, digest_size=HASH_SIZE)
+    for r in roots:
+        h.update(pack(r.hash, r.index, r.size))
+    return h.digest()
+
+
+def tree_hash_states(roots: Sequence[Node], states: Sequence[Any], keep: int) -> list[Any]:
+    """Running BLAKE2b states of :func:`tree_hash`: item ``j`` has hashed ``roots[:j]``.
+
+    ``states[: keep + 1]`` (the states of a list that shares its first ``keep`` roots
+    with ``roots``) are reused, so an append, which changes only the last roots, hashes
+    one or two roots instead of all of them. ``result[-1].digest()`` is the tree hash.
+    """
+    out = list(states[: keep + 1]) or [blake2b(_ROOT, digest_size=HASH_SIZE)]
+    pack = _ROOT_ENTRY.pack
+    for r in roots[len(out) - 1 :]:
+        h = out[-1].copy()
+        h.update(pack(r.hash, r.index, r.size))
+        out.append(h)
+    return out
 
 
 def signable(tree_hash: bytes, length: int, fork: int) -> bytes:
     """The bytes a Core's Ed25519 signature covers."""
-    return TREE_NAMESPACE + tree_hash + _U64.pack(length) + _U64.pack(fork)
+    return TREE_NAMESPACE + tree_hash + _LENGTH_FORK.pack(length, fork)
 
 
 def discovery_key(key: bytes) -> bytes:

@@ -31,13 +31,19 @@ def append(
     created: list[Node] = []
     i = length
     for block in blocks:
-        node = leaf(i, block)
+        node = Node(2 * i, len(block), leaf_hash(block))
         created.append(node)
         i += 1
         # Roots shrink strictly in depth left to right; two of equal depth are siblings.
-        while out and flat_tree.depth(out[-1].index) == flat_tree.depth(node.index):
+        # (flat_tree.depth inlined: the number of trailing one bits of the index.)
+        depth = 0
+        while out:
+            j = out[-1].index + 1
+            if (j & -j).bit_length() - 1 != depth:
+                break
             node = parent_node(out.pop(), node)
             created.append(node)
+            depth += 1
         out.append(node)
     return created, out
 

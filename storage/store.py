@@ -6,8 +6,13 @@ same name in the same store always gives the same core, as in a Corestore.
 
 Durability: every write is one LMDB transaction, and a Core reports an append only after
 that transaction committed. With ``sync=False`` (default) a commit reaches the OS page
-cache (``writemap`` is off, so LMDB writes with ``pwrite``): it survives the process
-being killed, not a power cut. ``sync=True`` fsyncs each commit, surviving both.
+cache: it survives the process being killed, not a power cut. LMDB then runs with
+``writemap``: it edits the file's shared mapping in place instead of copying each dirty
+page out with ``pwrite`` at commit (about 2 us less per database a commit touches), and
+the shared mapping *is* the page cache, so the durability is the same; the data file
+becomes a sparse file of the map's size. ``sync=True`` fsyncs each commit, surviving
+both; it keeps ``pwrite`` (with ``writemap`` a sync is an ``msync`` of the whole map,
+which is slower).
 
 The memory map grows on demand: a write that hits ``MapFullError`` is retried after the
 map doubles, so a store never dies at a fixed size.
@@ -112,7 +117,7 @@ class Store:
                 max_dbs=len(_DB_NAMES) + 2,
                 sync=self.sync,
                 metasync=self.sync,
-                writemap=False,
+                writemap=not self.sync,  # see the module docstring
                 readahead=False,
                 max_spare_txns=4,
             )
@@ -227,6 +232,18 @@ class Store:
         try:
             with env.begin() as txn:
                 yield txn
+        except lmdb.MapResizedError:
+            env.set_mapsize(0)  # another process grew the map: adopt its size
+            raise StorageError("store map was resized by another process; retry") from None
+        except lmdb.Error as e:
+            raise StorageError(f"store read failed: {e}") from e
+
+    def _get_pair(self, db_a: Any, key_a: bytes, db_b: Any, key_b: bytes) -> tuple[Any, Any]:
+        """Two values read in one transaction (``read`` without the context manager's cost)."""
+        env = self._env_or_raise()
+        try:
+            with env.begin() as txn:
+                return txn.get(key_a, db=db_a), txn.get(key_b, db=db_b)
         except lmdb.MapResizedError:
             env.set_mapsize(0)  # another process grew the map: adopt its size
             raise StorageError("store map was resized by another process; retry") from None

@@ -640,3 +640,48 @@ async def test_truncated_core_reads_the_cut_version_and_writes_on(store: Store) 
     await db.core.truncate(0)  # not even a header: the next write starts a new Bee
     await db.put("again", 1)
     assert db.version == 2 and await keys_of(db) == ["again"]
+
+
+async def test_cached_node_encodings_match_fresh_ones(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoding caches a put keeps in step (tails, values, children) never go stale."""
+    import random
+
+    from storage import bee_batch
+    from storage.bee_node import Node, encode_node
+
+    checked = [0]
+
+    def checked_encode(node: Node) -> bytes:
+        data = encode_node(node)
+        fresh = Node(node.keys[:], node.values[:], node.inline[:], node.children[:])
+        assert data == encode_node(fresh), node
+        checked[0] += 1
+        return data
+
+    monkeypatch.setattr(bee_batch, "encode_node", checked_encode)
+    rng = random.Random(7)
+    db = await open_bee(store, max_keys=4, key_encoding="binary", value_encoding="binary")
+    model: dict[bytes, bytes] = {}
+    for step in range(600):
+        key = rng.choice([b"k%03d" % rng.randrange(60), b"k%06d" % step, b"x%d" % step])
+        value = b"v%d" % step
+        if step % 7 == 0:
+            async with db.batch() as b:
+                for j in range(rng.randrange(1, 12)):
+                    k = b"k%03d" % rng.randrange(60)
+                    if j % 3 == 2:
+                        await b.delete(k)
+                        model.pop(k, None)
+                    else:
+                        await b.put(k, value + b"/%d" % j)
+                        model[k] = value + b"/%d" % j
+        elif step % 5 == 0:
+            await db.delete(key)
+            model.pop(key, None)
+        else:
+            await db.put(key, value)
+            model[key] = value
+    assert checked[0] > 600
+    assert [(e.key, e.value) async for e in db.range()] == sorted(model.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 from typing import Any
@@ -61,8 +62,23 @@ def test_node_head_cache_is_used_and_cleared_by_the_tree() -> None:
     assert node.head is not None
     node.keys[0] = b"0"  # a careless edit without clearing head would be stale...
     assert encode_node(node) == first  # ...which is why the tree always clears it
-    node.head = None
+    node.forget()
     assert decode_node(encode_node(node), 3, 0).keys == [b"0", b"b"]
+
+
+def test_node_caches_follow_insert_and_set_value() -> None:
+    keys = [b"key-%03d" % i for i in range(0, 40, 2)]
+    node = _node(keys, seq=90)
+    encode_node(node)
+    node = decode_node(encode_node(node), 90, 0).copy()  # clean -> dirty, caches carried
+    encode_node(node)
+    for key in [b"key-", b"key-005", b"key-999", b"zzz", b"a"]:  # middle, ends, new prefix
+        i = bisect.bisect(node.keys, key)
+        node.insert_key(i, key, make_ref(91, i), key)
+        node.set_value(1, make_ref(92, 1), None)
+        fresh = Node(node.keys[:], node.values[:], node.inline[:], node.children[:])
+        assert encode_node(node) == encode_node(fresh)
+        assert decode_node(encode_node(node), 92, 0).keys == node.keys
 
 
 def _raw_node(keys: Any, values: Any, inline: Any, children: Any, prefix: Any = b"") -> bytes:

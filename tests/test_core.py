@@ -271,3 +271,43 @@ async def test_closed_store_and_core_refuse_work(tmp_path: Path) -> None:
         c = again.core(name="x")
         assert await c.get(0) == b"a"
         verify(c.key, signable(c.tree_hash(), 1, 0), c.signature)
+
+
+async def test_appends_leave_bitfield_pages_to_the_header_run(tmp_path: Path) -> None:
+    """Appends write no bitfield page (the header's appended run says they are held);
+    what is held is the same after a reopen, a truncation and more appends."""
+    async with Store(tmp_path) as store:
+        core = store.core(name="log")
+        await core.ready()
+        for i in range(0, 9000, 500):  # crosses the first 8192-bit page
+            await core.append([b"%d" % j for j in range(i, i + 500)])
+        await core.append(b"one")
+        with store.read() as txn:
+            assert txn.stat(store._dbs["bitfield"])["entries"] == 0
+        assert core.contiguous_length == core.length == 9001
+    async with Store(tmp_path) as store:
+        core = store.core(name="log")
+        await core.ready()
+        assert core.contiguous_length == 9001 and core.missing_ranges() == []
+        assert await core.get(8192) == b"8192" and await core.get(9000) == b"one"
+        await core.truncate(8000)
+        assert await core.append(b"x") == 8001
+    async with Store(tmp_path) as store:
+        core = store.core(name="log")
+        await core.ready()
+        assert (core.length, core.contiguous_length) == (8001, 8001)
+        assert core.has(8000) and not core.has(8001) and not core.has(8500)
+        assert await core.get(7999) == b"7999" and await core.get(8000) == b"x"
+
+
+def test_fast_signing_is_byte_identical_to_pynacl() -> None:
+    import os
+
+    import nacl.signing
+
+    for _ in range(20):
+        kp = KeyPair.generate()
+        message = os.urandom(int.from_bytes(os.urandom(1), "big"))
+        expected = nacl.signing.SigningKey(kp.seed).sign(message).signature
+        assert kp.sign(message) == expected
+        verify(kp.public_key, message, expected)
