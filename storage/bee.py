@@ -21,7 +21,6 @@ import copy
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
-from types import TracebackType
 from typing import Any
 
 from storage.bee_batch import DEFAULT_CHUNK_SIZE, DEFAULT_INLINE_SIZE, Batch, Cas
@@ -41,6 +40,7 @@ from storage.errors import (
     NotWritableError,
     OutOfRangeError,
 )
+from storage.resource import AsyncResource
 
 __all__ = ["Bee", "Change", "Diff", "Entry", "Update"]
 
@@ -59,7 +59,7 @@ class _Life:
         self.wakers: set[asyncio.Event] = set()
 
 
-class Bee:
+class Bee(AsyncResource):
     """A B-tree key-value database in ``core``; see the module docstring for the format.
 
     ``max_keys`` (fan-out) and ``metadata`` are written to the header when the Bee is
@@ -102,17 +102,8 @@ class Bee:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def __aenter__(self) -> Bee:
+    async def _enter(self) -> None:
         await self.ready()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def ready(self) -> None:
         """Check block 0 is a Bee header (writing it on an empty writable core)."""

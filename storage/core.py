@@ -30,7 +30,6 @@ import logging
 import struct
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from storage import flat_tree, merkle
@@ -52,6 +51,7 @@ from storage.header import Header
 from storage.keypair import KeyPair
 from storage.node import Node, decode_value
 from storage.proof import MAX_BLOCK_SIZE, Proof, VerifiedBlock, verify_proof
+from storage.resource import AsyncResource
 from storage.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _outside(keep: Sequence[Node]) -> list[tuple[int, int | None]]:
     return out
 
 
-class Core:
+class Core(AsyncResource):
     """One append-only log. Get it from :meth:`Store.core`, then ``await core.ready()``."""
 
     def __init__(self, store: Store, key_pair: KeyPair) -> None:
@@ -124,17 +124,8 @@ class Core:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def __aenter__(self) -> Core:
+    async def _enter(self) -> None:
         await self.ready()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def ready(self) -> None:
         """Load (or create) the core's header, roots and bitfield."""

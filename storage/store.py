@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from hashlib import blake2b
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import lmdb
@@ -36,6 +35,7 @@ import lmdb
 from storage.core import Core
 from storage.errors import ClosedError, InvalidArgumentError, StorageError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
+from storage.resource import AsyncResource
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ def derive_key_pair(primary_key: bytes, name: str) -> KeyPair:
     return KeyPair.from_seed(seed)
 
 
-class Store:
+class Store(AsyncResource):
     """Many Cores in one LMDB environment (one folder). An async context manager."""
 
     def __init__(
@@ -83,17 +83,8 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def __aenter__(self) -> Store:
+    async def _enter(self) -> None:
         await self.ready()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def ready(self) -> None:
         self._open()
