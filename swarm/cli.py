@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from storage.errors import PeerswarmError
 from swarm.topic import parse_address, parse_topic
+
+if TYPE_CHECKING:
+    from storage import Bee
 
 T = TypeVar("T")
 
@@ -161,6 +165,17 @@ def bee() -> None:
     """A local Bee (B-tree key-value database) in DIR."""
 
 
+@asynccontextmanager
+async def _open_bee(directory: str, name: str) -> AsyncIterator[Bee]:
+    """The Bee named ``name`` in the store at ``directory``, keys and values as text."""
+    from storage import Bee, Store
+
+    async with Store(directory) as store:
+        db = Bee(store.core(name=name), key_encoding="utf-8", value_encoding="utf-8")
+        await db.ready()
+        yield db
+
+
 def _bee_command(name: str, help_text: str) -> Callable[[Callable[..., Any]], Any]:
     return bee.command(name, help=help_text)
 
@@ -173,11 +188,7 @@ def _bee_command(name: str, help_text: str) -> Callable[[Callable[..., Any]], An
 @json_option
 def bee_put(directory: str, key: str, value: str, name: str, as_json: bool) -> None:
     async def body() -> None:
-        from storage import Bee, Store
-
-        async with Store(directory) as store:
-            db = Bee(store.core(name=name), key_encoding="utf-8", value_encoding="utf-8")
-            await db.ready()
+        async with _open_bee(directory, name) as db:
             await db.put(key, value)
             _emit(as_json, {"key": key, "value": value, "version": db.version}, "ok")
 
@@ -191,11 +202,7 @@ def bee_put(directory: str, key: str, value: str, name: str, as_json: bool) -> N
 @json_option
 def bee_get(directory: str, key: str, name: str, as_json: bool) -> None:
     async def body() -> None:
-        from storage import Bee, Store
-
-        async with Store(directory) as store:
-            db = Bee(store.core(name=name), key_encoding="utf-8", value_encoding="utf-8")
-            await db.ready()
+        async with _open_bee(directory, name) as db:
             entry = await db.get(key)
             if entry is None:
                 raise _UserError(f"no such key: {key}")
@@ -211,11 +218,7 @@ def bee_get(directory: str, key: str, name: str, as_json: bool) -> None:
 @json_option
 def bee_del(directory: str, key: str, name: str, as_json: bool) -> None:
     async def body() -> None:
-        from storage import Bee, Store
-
-        async with Store(directory) as store:
-            db = Bee(store.core(name=name), key_encoding="utf-8", value_encoding="utf-8")
-            await db.ready()
+        async with _open_bee(directory, name) as db:
             await db.delete(key)
             _emit(as_json, {"deleted": key, "version": db.version}, "ok")
 
@@ -238,11 +241,7 @@ def bee_ls(
     as_json: bool,
 ) -> None:
     async def body() -> None:
-        from storage import Bee, Store
-
-        async with Store(directory) as store:
-            db = Bee(store.core(name=name), key_encoding="utf-8", value_encoding="utf-8")
-            await db.ready()
+        async with _open_bee(directory, name) as db:
             rows = [
                 {"key": e.key, "value": e.value, "seq": e.seq}
                 async for e in db.range(gte=gte, lt=lt, limit=limit)
