@@ -176,16 +176,24 @@ async def _open_bee(directory: str, name: str) -> AsyncIterator[Bee]:
         yield db
 
 
-def _bee_command(name: str, help_text: str) -> Callable[[Callable[..., Any]], Any]:
-    return bee.command(name, help=help_text)
+def _bee_command(
+    name: str, help_text: str, *, must_exist: bool = True
+) -> Callable[[Callable[..., Any]], Any]:
+    """A ``bee`` subcommand: DIRECTORY first, then its own arguments; --name and --json."""
+
+    def decorate(f: Callable[..., Any]) -> Any:
+        f = json_option(f)
+        name_help = "Core name in the store."
+        f = click.option("--name", default="db", show_default=True, help=name_help)(f)
+        f = click.argument("directory", type=click.Path(file_okay=False, exists=must_exist))(f)
+        return bee.command(name, help=help_text)(f)
+
+    return decorate
 
 
-@_bee_command("put", "Set KEY to VALUE.")
-@click.argument("directory", type=click.Path(file_okay=False))
+@_bee_command("put", "Set KEY to VALUE.", must_exist=False)
 @click.argument("key")
 @click.argument("value")
-@click.option("--name", default="db", show_default=True, help="Core name in the store.")
-@json_option
 def bee_put(directory: str, key: str, value: str, name: str, as_json: bool) -> None:
     async def body() -> None:
         async with _open_bee(directory, name) as db:
@@ -196,10 +204,7 @@ def bee_put(directory: str, key: str, value: str, name: str, as_json: bool) -> N
 
 
 @_bee_command("get", "Print the value of KEY.")
-@click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.argument("key")
-@click.option("--name", default="db", show_default=True)
-@json_option
 def bee_get(directory: str, key: str, name: str, as_json: bool) -> None:
     async def body() -> None:
         async with _open_bee(directory, name) as db:
@@ -212,10 +217,7 @@ def bee_get(directory: str, key: str, name: str, as_json: bool) -> None:
 
 
 @_bee_command("del", "Delete KEY.")
-@click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.argument("key")
-@click.option("--name", default="db", show_default=True)
-@json_option
 def bee_del(directory: str, key: str, name: str, as_json: bool) -> None:
     async def body() -> None:
         async with _open_bee(directory, name) as db:
@@ -226,12 +228,9 @@ def bee_del(directory: str, key: str, name: str, as_json: bool) -> None:
 
 
 @_bee_command("ls", "List keys and values (optionally from --gte / before --lt).")
-@click.argument("directory", type=click.Path(file_okay=False, exists=True))
-@click.option("--name", default="db", show_default=True)
 @click.option("--gte", default=None)
 @click.option("--lt", default=None)
 @click.option("--limit", default=None, type=click.IntRange(min=0))
-@json_option
 def bee_ls(
     directory: str,
     name: str,

@@ -243,8 +243,7 @@ async def test_history_of_puts_and_deletes(store: Store) -> None:
             if change.key == "z":
                 return
 
-    task = asyncio.create_task(follow())
-    await asyncio.sleep(0.01)
+    task = asyncio.create_task(follow())  # start=4: sees seq 4 and 5 whenever it starts
     await db.put("z", 26)
     await asyncio.wait_for(task, 5)
     assert seen == [*changes[3:], Change("put", 5, "z", 26)]

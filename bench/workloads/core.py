@@ -13,6 +13,21 @@ from typing import Any
 from bench.workloads.common import MB, Result, now, rate
 
 
+async def _timed_appends(
+    core: Any, payload: bytes | list[bytes], calls: int, m: dict[str, float], name: str
+) -> None:
+    """Append ``payload`` ``calls`` times; record blocks/s and MB/s under ``name``."""
+    blocks = len(payload) if isinstance(payload, list) else 1
+    block_size = len(payload[0]) if isinstance(payload, list) else len(payload)
+    await core.ready()
+    t = now()
+    for _ in range(calls):
+        await core.append(payload)
+    dt = now() - t
+    m[f"{name}_ops"] = rate(calls * blocks, dt)
+    m[f"{name}_mbps"] = rate(calls * blocks * block_size / MB, dt)
+
+
 async def run(p: dict[str, Any]) -> Result:
     from storage import Store  # late: the worker reports an ImportError as "not available yet"
 
@@ -28,24 +43,9 @@ async def run(p: dict[str, Any]) -> Result:
     m: dict[str, float] = {}
     path = str(Path(p["dir"]) / "store")
     async with Store(path, sync=True) if p.get("sync") else Store(path) as store:
-        core = store.core(name="single")
-        await core.ready()
-        t = now()
-        for _ in range(single):
-            await core.append(small)
-        dt = now() - t
-        m["append_1k_single_ops"] = rate(single, dt)
-        m["append_1k_single_mbps"] = rate(single * len(small) / MB, dt)
-
+        await _timed_appends(store.core(name="single"), small, single, m, "append_1k_single")
         core = store.core(name="batch")
-        await core.ready()
-        batch = [small] * size
-        t = now()
-        for _ in range(batches):
-            await core.append(batch)
-        dt = now() - t
-        m["append_1k_batch_ops"] = rate(batches * size, dt)
-        m["append_1k_batch_mbps"] = rate(batches * size * len(small) / MB, dt)
+        await _timed_appends(core, [small] * size, batches, m, "append_1k_batch")
 
         rng = random.Random(1)
         length = core.length
@@ -54,12 +54,5 @@ async def run(p: dict[str, Any]) -> Result:
             await core.get(rng.randrange(length))
         m["get_random_ops"] = rate(gets, now() - t)
 
-        core = store.core(name="big")
-        await core.ready()
-        t = now()
-        for _ in range(n_big):
-            await core.append(big)
-        dt = now() - t
-        m["append_64k_ops"] = rate(n_big, dt)
-        m["append_64k_mbps"] = rate(n_big * len(big) / MB, dt)
+        await _timed_appends(store.core(name="big"), big, n_big, m, "append_64k")
     return {"metrics": m, "info": {"sync": bool(p.get("sync"))}}
