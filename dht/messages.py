@@ -125,31 +125,34 @@ def decode(data: bytes) -> Message:
     """Parse one DHT datagram or raise :class:`DecodeError`."""
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 2:
         raise DecodeError("datagram too short")
-    data = bytes(data)
     kind = data[0]
     if kind not in (REQUEST, RESPONSE, PROBE):
         raise DecodeError(f"unknown DHT message type {kind:#x}")
-    obj = wire.unpack(data[1:], MAX_DATAGRAM)
+    obj = wire.unpack(memoryview(data)[1:], MAX_DATAGRAM)
     if kind == REQUEST:
-        tid, command, id_, token, target, value = wire.array(obj, 6)
+        if type(obj) is not list or len(obj) != 6:
+            raise DecodeError("a request is an array of 6")
+        tid, command, id_, token, target, value = obj
         return Request(
-            tid=wire.integer(tid, 0, MAX_TID),
-            command=wire.integer(command, 1, 255),
-            id=wire.optional_binary(id_, ID_SIZE),
-            token=wire.optional_binary(token, TOKEN_SIZE),
-            target=wire.optional_binary(target, ID_SIZE),
-            value=wire.optional_binary(value, max_size=MAX_VALUE),
+            wire.integer(tid, 0, MAX_TID),
+            wire.integer(command, 1, 255),
+            None if id_ is None else wire.binary(id_, ID_SIZE),
+            None if token is None else wire.binary(token, TOKEN_SIZE),
+            None if target is None else wire.binary(target, ID_SIZE),
+            None if value is None else wire.binary(value, max_size=MAX_VALUE),
         )
     if kind == RESPONSE:
-        tid, to, id_, token, nodes, error, value = wire.array(obj, 7)
+        if type(obj) is not list or len(obj) != 7:
+            raise DecodeError("a response is an array of 7")
+        tid, to, id_, token, nodes, error, value = obj
         return Response(
-            tid=wire.integer(tid, 0, MAX_TID),
-            to=wire.unpack_address(to),
-            id=wire.optional_binary(id_, ID_SIZE),
-            token=wire.optional_binary(token, TOKEN_SIZE),
-            nodes=wire.unpack_addresses(nodes, MAX_NODES),
-            error=wire.integer(error, 0, 255),
-            value=wire.optional_binary(value, max_size=MAX_VALUE),
+            wire.integer(tid, 0, MAX_TID),
+            wire.unpack_address(to),
+            None if id_ is None else wire.binary(id_, ID_SIZE),
+            None if token is None else wire.binary(token, TOKEN_SIZE),
+            wire.unpack_addresses(nodes, MAX_NODES),
+            wire.integer(error, 0, 255),
+            None if value is None else wire.binary(value, max_size=MAX_VALUE),
         )
     (nonce,) = wire.array(obj, 1)
     return Probe(wire.binary(nonce, NONCE_SIZE))

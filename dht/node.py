@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -63,7 +64,7 @@ from dht.routing_table import (
     DEFAULT_MAX_PER_IP_PER_BUCKET,
     RoutingTable,
 )
-from dht.rpc import RPC
+from dht.rpc import RPC, Pending, ReplyCallback
 from dht.state_file import load_nodes, save_nodes
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
 from storage.errors import (
@@ -96,9 +97,14 @@ other nodes' tables."""
 FIRST_CHECK_ATTEMPTS = 3
 
 
-def _silence(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+class _Call:
+    """A request of ours: the RPC in flight now (a token retry replaces it)."""
+
+    __slots__ = ("first", "pending")
+
+    def __init__(self) -> None:
+        self.first = True
+        self.pending: Pending | None = None
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -131,7 +137,7 @@ class DHTNode(RequestServer, AsyncResource):
         clock: Callable[[], float] | None = None,
         state_path: str | os.PathLike[str] | None = None,
         k: int = 20,
-        alpha: int = 3,
+        alpha: int = 10,
         request_timeout: float = 1.0,
         retries: int = 2,
         max_inflight: int = 64,
@@ -561,6 +567,67 @@ class DHTNode(RequestServer, AsyncResource):
 
     # -- requests we make ---------------------------------------------------------------
 
+    def _call(
+        self,
+        addr: Address,
+        command: int,
+        callback: ReplyCallback,
+        *,
+        target: bytes | None = None,
+        value: bytes | None = None,
+        token: bytes | None = None,
+        reply_timeout: float | None = None,
+    ) -> _Call:
+        """One RPC with our id claim, learning from the reply; retried once with the
+        token a node asks for. ``callback`` runs once, as :meth:`RPC.send`'s does."""
+        rpc = self._check_open()
+        call = _Call()
+        sent = token or self._token_cache.get(addr)
+
+        def on_reply(resp: Response | None, error: BaseException | None) -> None:
+            if resp is None:
+                if isinstance(error, RequestTimeoutError):
+                    self._forget(addr)
+                callback(None, error)
+                return
+            self._learn(addr, resp)
+            if (
+                call.first
+                and resp.error == ErrorCode.TOKEN_REQUIRED
+                and resp.token is not None
+                and resp.token != sent
+                and not self._closed
+            ):
+                call.first = False
+                call.pending = rpc.send(
+                    addr,
+                    command,
+                    on_reply,
+                    id=self._id,
+                    token=resp.token,
+                    target=target,
+                    value=value,
+                    reply_timeout=reply_timeout,
+                )
+                return
+            callback(resp, None)
+
+        call.pending = rpc.send(
+            addr,
+            command,
+            on_reply,
+            id=self._id,
+            token=sent,
+            target=target,
+            value=value,
+            reply_timeout=reply_timeout,
+        )
+        return call
+
+    def _cancel(self, call: _Call) -> None:
+        if self._rpc is not None and call.pending is not None:
+            self._rpc.cancel(call.pending)
+
     async def _request(
         self,
         addr: Address,
@@ -571,38 +638,37 @@ class DHTNode(RequestServer, AsyncResource):
         token: bytes | None = None,
         reply_timeout: float | None = None,
     ) -> Response:
-        """One RPC with our id claim; learns from the reply; retries once with a token
-        when the node asks for one."""
-        rpc = self._check_open()
-        token = token or self._token_cache.get(addr)
-        for attempt in range(2):
-            try:
-                resp = await rpc.request(
-                    addr,
-                    command,
-                    id=self._id,
-                    token=token,
-                    target=target,
-                    value=value,
-                    reply_timeout=reply_timeout,
-                )
-            except RequestTimeoutError:
-                contact_id = node_id(addr)
-                contact = self.routing_table.get(contact_id)
-                if contact is not None and contact.address == addr:
-                    self.routing_table.remove(contact_id)
-                raise
-            self._learn(addr, resp)
-            if (
-                attempt == 0
-                and resp.error == ErrorCode.TOKEN_REQUIRED
-                and resp.token is not None
-                and resp.token != token
-            ):
-                token = resp.token
-                continue
-            return resp
-        return resp
+        """:meth:`_call`, awaited."""
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+
+        def done(resp: Response | None, error: BaseException | None) -> None:
+            if not future.done():
+                if resp is None:
+                    future.set_exception(error or ClosedError("the DHT node is closed"))
+                else:
+                    future.set_result(resp)
+
+        call = self._call(
+            addr,
+            command,
+            done,
+            target=target,
+            value=value,
+            token=token,
+            reply_timeout=reply_timeout,
+        )
+        try:
+            return await future
+        finally:
+            self._cancel(call)
+
+    def _forget(self, addr: Address) -> None:
+        """``addr`` did not answer: drop it from the routing table (a replacement may
+        take its slot)."""
+        contact_id = node_id(addr)
+        contact = self.routing_table.get(contact_id)
+        if contact is not None and contact.address == addr:
+            self.routing_table.remove(contact_id)
 
     def has_token(self, addr: Address) -> bool:
         """Whether ``addr`` answered us lately (we hold its token: a request that needs
@@ -680,30 +746,30 @@ class DHTNode(RequestServer, AsyncResource):
             for a in self._bootstrap_nodes + self._saved_nodes:
                 state.add(a)
         loop = asyncio.get_running_loop()
-        inflight: dict[asyncio.Task[Response], Address] = {}
-        stalled: set[asyncio.Task[Response]] = set()
-        completed: list[asyncio.Task[Response]] = []
+        inflight: dict[Address, _Call] = {}
+        stalled: set[Address] = set()
+        completed: list[tuple[Address, Response | None, BaseException | None]] = []
         waiter: asyncio.Future[None] | None = None
 
-        def on_done(task: asyncio.Task[Response]) -> None:
-            _silence(task)
-            completed.append(task)
+        def on_done(addr: Address, resp: Response | None, error: BaseException | None) -> None:
+            completed.append((addr, resp, error))
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
         try:
             while True:
                 for addr in state.next(self.alpha - len(inflight) + len(stalled)):
-                    task = loop.create_task(
-                        self._request(addr, command, target=target, value=value)
+                    inflight[addr] = self._call(
+                        addr,
+                        command,
+                        functools.partial(on_done, addr),
+                        target=target,
+                        value=value,
                     )
-                    task.add_done_callback(on_done)
-                    inflight[task] = addr
                 if not inflight or state.finished():
                     break
                 if not completed:
-                    # One wake-up for the first reply or one timeout, without
-                    # asyncio.wait's per-round callbacks on every request in flight.
+                    # One wake-up for the first reply or one timeout.
                     waiter = loop.create_future()
                     timer = loop.call_later(self.request_timeout, _wake, waiter)
                     try:
@@ -712,23 +778,22 @@ class DHTNode(RequestServer, AsyncResource):
                         timer.cancel()
                         waiter = None
                 if not completed:
-                    for task, addr in inflight.items():
-                        stalled.add(task)
+                    for addr in inflight:
+                        stalled.add(addr)
                         state.stalled(addr)
                     continue
-                done = [t for t in completed if t in inflight]
+                done = completed[:]
                 completed.clear()
                 replied = False
-                for task in done:
-                    addr = inflight.pop(task)
-                    stalled.discard(task)
-                    exc = task.exception()
-                    if exc is not None:
-                        if isinstance(exc, ClosedError):
-                            raise exc
+                for addr, resp, error in done:
+                    if inflight.pop(addr, None) is None:
+                        continue
+                    stalled.discard(addr)
+                    if resp is None:
+                        if isinstance(error, ClosedError):
+                            raise error
                         state.failed(addr)
                         continue
-                    resp = task.result()
                     verified = resp.id is not None and resp.id == node_id(addr)
                     state.responded(addr, verified, resp.token, resp.nodes)
                     if on_reply is not None:
@@ -742,8 +807,8 @@ class DHTNode(RequestServer, AsyncResource):
                 if stop is not None and stop():
                     break
         finally:
-            for task in inflight:
-                task.cancel()
+            for call in inflight.values():
+                self._cancel(call)
         return state
 
     def _stores_locally(self, target: bytes, state: QueryState) -> bool:
@@ -873,7 +938,7 @@ class DHTNode(RequestServer, AsyncResource):
 
         def on_reply(addr: Address, resp: Response) -> None:
             if resp.value is not None and resp.error == ErrorCode.OK:
-                for record in rec.decode_lookup_reply(resp.value, MAX_RECORDS_PER_REPLY):
+                for record in rec.decode_lookup_reply(resp.value, MAX_RECORDS_PER_REPLY, seen):
                     offer(record)
 
         for record in self.records.lookup(topic, self._now()):

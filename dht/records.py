@@ -8,6 +8,7 @@ the newest and refuse anything older.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,9 +181,17 @@ def encode_lookup_reply(records: list[PeerRecord]) -> bytes:
     return wire.pack([r.to_wire() for r in records])
 
 
-def decode_lookup_reply(data: bytes, max_records: int) -> list[PeerRecord]:
+def decode_lookup_reply(
+    data: bytes, max_records: int, known: Collection[bytes] = ()
+) -> list[PeerRecord]:
+    """The records of a LOOKUP reply, but those by a public key in ``known``: a lookup
+    hears the same records from every node near the topic and keeps the first."""
     obj = wire.unpack(data, max_records * MAX_RECORD_BYTES)
-    return [PeerRecord.from_wire(r) for r in wire.array(obj, max_length=max_records)]
+    return [
+        PeerRecord.from_wire(r)
+        for r in wire.array(obj, max_length=max_records)
+        if not (known and isinstance(r, list) and r and r[0] in known)
+    ]
 
 
 def encode_forwarded(client: Address, payload: bytes) -> bytes:

@@ -145,7 +145,7 @@ class RequestServer:
             return []
         return [
             c.address
-            for c in self.routing_table.closest(target, self.k + 1)
+            for c in self.routing_table.closest(target, self.k + 1, ordered=False)
             if c.address != exclude
         ][: self.k]
 

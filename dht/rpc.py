@@ -1,16 +1,22 @@
 """Request/response over datagrams: transaction ids, retries with backoff, a cap in flight.
 
-Thin asyncio driver around the codec: a request is retransmitted (same tid) when no
-reply came within its timeout, each wait longer than the last, so a lost packet
-costs time, not the query. Timers are ``loop.call_later`` handles rather than tasks,
-which keeps thousands of simulated nodes cheap. A reply only resolves a request when
-it comes from the address the request went to.
+A request is retransmitted (same tid) when no reply came within its timeout, each
+wait longer than the last, so a lost packet costs time, not the query. A reply only
+resolves a request when it comes from the address the request went to.
+
+The core API is callback based (:meth:`RPC.send`): a query keeps many requests in
+flight, and a Task, a coroutine and a Future per request cost more CPU than the
+whole codec. :meth:`RPC.request` wraps it for code that simply awaits one reply.
+One loop timer, armed for the earliest deadline, serves every request in flight
+rather than a timer handle each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+from collections import deque
 from collections.abc import Callable
 
 from dht.errors import RequestTimeoutError
@@ -18,26 +24,59 @@ from dht.messages import MAX_TID, Request, Response, encode
 from dht.transport import Address
 from storage.errors import ClosedError
 
+log = logging.getLogger(__name__)
+
 BACKOFF = 1.5
+TIMER_SLACK = 0.001
+"""A request this close to its deadline when the timer fires counts as expired
+(the loop may run a timer a hair early); one retransmission early does no harm."""
+
+ReplyCallback = Callable[[Response | None, BaseException | None], None]
+"""Called once per request: ``(response, None)`` or ``(None, error)``."""
 
 
-class _Pending:
-    __slots__ = ("address", "data", "future", "handle", "retries", "wait")
+class Pending:
+    """One request in flight (or queued for a slot); the handle :meth:`RPC.cancel` takes."""
+
+    __slots__ = (
+        "address",
+        "callback",
+        "command",
+        "data",
+        "deadline",
+        "id",
+        "retries",
+        "target",
+        "tid",
+        "token",
+        "value",
+        "wait",
+    )
 
     def __init__(
         self,
         address: Address,
-        data: bytes,
-        future: asyncio.Future[Response],
+        command: int,
+        id: bytes | None,
+        token: bytes | None,
+        target: bytes | None,
+        value: bytes | None,
         retries: int,
         wait: float,
+        callback: ReplyCallback,
     ) -> None:
         self.address = address
-        self.data = data
-        self.future = future
+        self.command = command
+        self.id = id
+        self.token = token
+        self.target = target
+        self.value = value
         self.retries = retries
         self.wait = wait
-        self.handle: asyncio.TimerHandle | None = None
+        self.callback: ReplyCallback | None = callback
+        self.tid = -1
+        self.data = b""
+        self.deadline = 0.0
 
 
 class RPC:
@@ -53,9 +92,13 @@ class RPC:
         self._send = send
         self.timeout = timeout
         self.retries = retries
-        self._slots = asyncio.Semaphore(max_inflight)
-        self._pending: dict[int, _Pending] = {}
+        self.max_inflight = max_inflight
+        self._pending: dict[int, Pending] = {}
+        self._queued: deque[Pending] = deque()
         self._next_tid = (rng or random.Random()).randrange(MAX_TID + 1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.sent = 0
         self.retransmitted = 0
@@ -64,12 +107,44 @@ class RPC:
     def inflight(self) -> int:
         return len(self._pending)
 
-    def _tid(self) -> int:
-        while True:
-            tid = self._next_tid
-            self._next_tid = (tid + 1) & MAX_TID
-            if tid not in self._pending:
-                return tid
+    def send(
+        self,
+        address: Address,
+        command: int,
+        callback: ReplyCallback,
+        *,
+        id: bytes | None = None,
+        token: bytes | None = None,
+        target: bytes | None = None,
+        value: bytes | None = None,
+        reply_timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Pending:
+        """Start a request (or queue it while ``max_inflight`` are out).
+
+        ``callback`` runs exactly once, never from inside this call, unless the
+        request is cancelled first. Raises :class:`ClosedError` when closed.
+        """
+        if self._closed:
+            raise ClosedError("the DHT node is closed")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        pending = Pending(
+            address,
+            command,
+            id,
+            token,
+            target,
+            value,
+            self.retries if retries is None else retries,
+            self.timeout if reply_timeout is None else reply_timeout,
+            callback,
+        )
+        if len(self._pending) >= self.max_inflight:
+            self._queued.append(pending)
+        else:
+            self._start(pending)
+        return pending
 
     async def request(
         self,
@@ -84,57 +159,133 @@ class RPC:
         retries: int | None = None,
     ) -> Response:
         """Send a request and wait for its reply; :class:`RequestTimeoutError` after retries."""
-        async with self._slots:
-            if self._closed:
-                raise ClosedError("the DHT node is closed")
-            loop = asyncio.get_running_loop()
-            tid = self._tid()
-            data = encode(Request(tid, command, id, token, target, value))
-            pending = _Pending(
-                address,
-                data,
-                loop.create_future(),
-                self.retries if retries is None else retries,
-                self.timeout if reply_timeout is None else reply_timeout,
-            )
-            self._pending[tid] = pending
-            try:
-                self._transmit(tid, pending)
-                return await pending.future
-            finally:
-                if pending.handle is not None:
-                    pending.handle.cancel()
-                self._pending.pop(tid, None)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
 
-    def _transmit(self, tid: int, pending: _Pending) -> None:
+        def done(response: Response | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert response is not None
+                future.set_result(response)
+
+        pending = self.send(
+            address,
+            command,
+            done,
+            id=id,
+            token=token,
+            target=target,
+            value=value,
+            reply_timeout=reply_timeout,
+            retries=retries,
+        )
+        try:
+            return await future
+        finally:
+            self.cancel(pending)
+
+    def cancel(self, pending: Pending) -> None:
+        """Forget a request: its callback will not run. A no-op once it has run."""
+        if pending.callback is None:
+            return
+        pending.callback = None
+        if self._pending.get(pending.tid) is pending:
+            del self._pending[pending.tid]
+            self._start_queued()
+
+    def _tid(self) -> int:
+        while True:
+            tid = self._next_tid
+            self._next_tid = (tid + 1) & MAX_TID
+            if tid not in self._pending:
+                return tid
+
+    def _start(self, pending: Pending) -> None:
+        tid = pending.tid = self._tid()
+        pending.data = encode(
+            Request(tid, pending.command, pending.id, pending.token, pending.target, pending.value)
+        )
+        self._pending[tid] = pending
+        self._transmit(pending)
+
+    def _start_queued(self) -> None:
+        while self._queued and len(self._pending) < self.max_inflight:
+            pending = self._queued.popleft()
+            if pending.callback is not None:  # not cancelled while it waited
+                self._start(pending)
+
+    def _transmit(self, pending: Pending) -> None:
         self.sent += 1
         self._send(pending.data, pending.address)
-        loop = asyncio.get_running_loop()
-        pending.handle = loop.call_later(pending.wait, self._expired, tid, pending)
+        assert self._loop is not None
+        pending.deadline = self._loop.time() + pending.wait
+        if self._timer is None or pending.deadline < self._timer_at:
+            self._arm(pending.deadline)
 
-    def _expired(self, tid: int, pending: _Pending) -> None:
-        if pending.future.done():
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
             return
+        assert self._loop is not None
+        now = self._loop.time() + TIMER_SLACK
+        for pending in [p for p in self._pending.values() if p.deadline <= now]:
+            self._expired(pending)
+        if self._pending:
+            earliest = min(p.deadline for p in self._pending.values())
+            if self._timer is None or earliest < self._timer_at:
+                self._arm(earliest)
+
+    def _expired(self, pending: Pending) -> None:
+        if self._pending.get(pending.tid) is not pending:
+            return  # a callback that ran meanwhile cancelled it
         if pending.retries <= 0:
-            pending.future.set_exception(
-                RequestTimeoutError(f"no reply from {pending.address[0]}:{pending.address[1]}")
-            )
+            host, port = pending.address
+            self._finish(pending, None, RequestTimeoutError(f"no reply from {host}:{port}"))
             return
         pending.retries -= 1
         pending.wait *= BACKOFF
         self.retransmitted += 1
-        self._transmit(tid, pending)
+        self._transmit(pending)
+
+    def _finish(
+        self, pending: Pending, response: Response | None, error: BaseException | None
+    ) -> None:
+        del self._pending[pending.tid]
+        callback, pending.callback = pending.callback, None
+        self._start_queued()
+        if callback is not None:
+            callback(response, error)
 
     def on_response(self, response: Response, address: Address) -> bool:
         """Resolve the matching request; ``False`` for a stray or spoofed reply."""
         pending = self._pending.get(response.tid)
-        if pending is None or pending.address != address or pending.future.done():
+        if pending is None or pending.address != address:
             return False
-        pending.future.set_result(response)
+        self._finish(pending, response, None)
         return True
 
     def close(self) -> None:
+        """Fail every request in flight or queued with :class:`ClosedError`."""
         self._closed = True
-        for pending in list(self._pending.values()):
-            if not pending.future.done():
-                pending.future.set_exception(ClosedError("the DHT node is closed"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting = list(self._pending.values()) + list(self._queued)
+        self._pending.clear()
+        self._queued.clear()
+        for pending in waiting:
+            callback, pending.callback = pending.callback, None
+            if callback is not None:
+                try:
+                    callback(None, ClosedError("the DHT node is closed"))
+                except Exception:
+                    log.exception("a request's callback failed on close")

@@ -25,7 +25,7 @@ def pack(obj: Any) -> bytes:
     return data
 
 
-def unpack(data: bytes, max_size: int) -> Any:
+def unpack(data: bytes | memoryview, max_size: int) -> Any:
     """Unpack exactly one msgpack object of at most ``max_size`` bytes, no maps or exts."""
     if len(data) > max_size:
         raise DecodeError(f"{len(data)} bytes is over the {max_size} byte limit")
@@ -56,13 +56,13 @@ def array(obj: Any, length: int | None = None, max_length: int = MAX_ARRAY) -> l
 
 
 def integer(obj: Any, low: int = 0, high: int = 2**64 - 1) -> int:
-    if not isinstance(obj, int) or isinstance(obj, bool) or not low <= obj <= high:
+    if type(obj) is not int or not low <= obj <= high:  # not bool, not a subclass
         raise DecodeError("expected an integer in range")
     return obj
 
 
 def binary(obj: Any, size: int | None = None, max_size: int | None = None) -> bytes:
-    if not isinstance(obj, bytes):
+    if type(obj) is not bytes:
         raise DecodeError("expected bytes")
     if size is not None and len(obj) != size:
         raise DecodeError(f"expected {size} bytes, got {len(obj)}")
@@ -86,17 +86,15 @@ def _pack_host(host: str) -> bytes | None:
 
 
 @lru_cache(maxsize=16384)
-def _pack_ip_address(addr: Address) -> bytes | None:
-    packed = _pack_host(addr[0])
-    return None if packed is None else packed + addr[1].to_bytes(2, "big")
-
-
 def pack_address(addr: Address) -> Any:
-    """IPv4 as 6 bytes, IPv6 as 18 (address + big-endian port); other hosts as [str, port]."""
-    packed = _pack_ip_address(addr)
+    """IPv4 as 6 bytes, IPv6 as 18 (address + big-endian port); other hosts as [str, port].
+
+    Cached: every reply packs up to k node addresses. (The list form is shared between
+    callers, so it must not be modified.)"""
+    packed = _pack_host(addr[0])
     if packed is None:
         return [addr[0], addr[1]]
-    return packed
+    return packed + addr[1].to_bytes(2, "big")
 
 
 @lru_cache(maxsize=16384)
@@ -128,4 +126,6 @@ def unpack_address(obj: Any) -> Address:
 
 
 def unpack_addresses(obj: Any, max_count: int) -> list[Address]:
-    return [unpack_address(a) for a in array(obj, max_length=max_count)]
+    if type(obj) is not list or len(obj) > max_count:
+        raise DecodeError(f"expected an array of at most {max_count} addresses")
+    return [_unpack_packed(a) if type(a) is bytes else unpack_address(a) for a in obj]

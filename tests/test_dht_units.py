@@ -12,9 +12,9 @@ from dht.node_id import bucket_index, distance, node_id, random_id_in_bucket
 from dht.query import QueryState
 from dht.rate_limit import TokenBucket
 from dht.record_store import RecordStore
-from dht.records import MutableValue, PeerRecord
+from dht.records import MutableValue, PeerRecord, decode_lookup_reply, encode_lookup_reply
 from dht.routing_table import RoutingTable
-from dht.tokens import Tokens
+from dht.tokens import MAX_CACHED, Tokens
 from storage.keypair import KeyPair
 
 
@@ -201,6 +201,28 @@ def test_tokens_bind_the_ip_and_survive_one_rotation() -> None:
     assert tokens.check("10.0.0.1", t)
     tokens.rotate()
     assert not tokens.check("10.0.0.1", t)
+
+
+def test_tokens_stay_right_past_the_cache_bound() -> None:
+    tokens = Tokens(secret=b"s" * 32)
+    hosts = [f"10.0.{i // 256}.{i % 256}" for i in range(MAX_CACHED + 10)]
+    issued = {h: tokens.issue(h) for h in hosts}
+    fresh = Tokens(secret=b"s" * 32)  # no cache: the reference
+    assert all(fresh.issue(h) == t for h, t in issued.items())
+    assert all(tokens.check(h, t) for h, t in issued.items())
+    tokens.rotate()
+    assert all(tokens.check(h, t) for h, t in issued.items())  # still one rotation back
+    assert not tokens.check(hosts[0], issued[hosts[1]])
+
+
+def test_lookup_reply_skips_known_keys_only() -> None:
+    topic = bytes(32)
+    records = [
+        PeerRecord.sign(topic, KeyPair.generate(), [("10.0.0.1", 1000 + i)], 1) for i in range(3)
+    ]
+    data = encode_lookup_reply(records)
+    assert decode_lookup_reply(data, 10) == records
+    assert decode_lookup_reply(data, 10, {records[1].public_key}) == [records[0], records[2]]
 
 
 def test_nat_classification() -> None:

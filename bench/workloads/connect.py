@@ -64,6 +64,7 @@ async def _connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: by
     from swarm import Swarm
 
     async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
+        await client.dht.ready()  # as the JS side awaits node.fullyBootstrapped()
         found = None
         async for peer in client.dht.lookup(topic):
             if peer.public_key == key:
@@ -81,6 +82,7 @@ async def _connect_key_trial(bootstrap: list[tuple[str, int]], key: bytes) -> fl
     from swarm import Swarm
 
     async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
+        await client.dht.ready()
         start = now()
         async with asyncio.timeout(TIMEOUT):
             await client.connect(key)
@@ -91,6 +93,7 @@ async def _join_trial(bootstrap: list[tuple[str, int]], topic: bytes) -> float:
     from swarm import Swarm
 
     async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
+        await client.dht.ready()
         start = now()
         async with asyncio.timeout(TIMEOUT):
             client.join(topic, server=False, client=True)
