@@ -4,6 +4,9 @@ A datagram is one type byte (``0x01``–``0x0F``, the DHT's range of the shared
 socket) followed by one msgpack array with a fixed shape. :func:`decode` checks
 size, shape, types and ranges and raises :class:`DecodeError` on anything else.
 Command values are opaque bytes here; ``dht.records`` decodes them per command.
+
+The message classes are not frozen: a frozen dataclass's ``__init__`` costs about
+four times as much, and every datagram builds one. Treat them as values all the same.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class ErrorCode(IntEnum):
     BUSY = 12
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """``id`` is present only when the sender claims a routing-table slot (persistent)."""
 
@@ -76,7 +79,7 @@ class Request:
     value: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """``to`` is the requester's address as the responder saw it (NAT sampling)."""
 
@@ -89,7 +92,7 @@ class Response:
     value: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Probe:
     """An unsolicited ping back from a fresh port: proof that we are reachable."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from dht import wire
@@ -177,8 +178,17 @@ def decode_mutable_put(data: bytes) -> tuple[MutableValue, int | None]:
     return MutableValue.from_wire(record), None if cas is None else wire.integer(cas, 0, MAX_SEQ)
 
 
+@lru_cache(maxsize=4096)
+def _packed(record: PeerRecord) -> bytes:
+    return wire.pack(record.to_wire())
+
+
 def encode_lookup_reply(records: list[PeerRecord]) -> bytes:
-    return wire.pack([r.to_wire() for r in records])
+    """A msgpack array of records, each packed once while it is stored (every lookup
+    of its topic sends it)."""
+    count = len(records)
+    header = bytes([0x90 | count]) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
+    return header + b"".join(_packed(r) for r in records)
 
 
 def decode_lookup_reply(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
+from dht import wire
 from dht.messages import ErrorCode
 from dht.nat_sampler import NatSampler
 from dht.nat_type import NatType, classify
@@ -213,6 +216,18 @@ def test_tokens_stay_right_past_the_cache_bound() -> None:
     tokens.rotate()
     assert all(tokens.check(h, t) for h, t in issued.items())  # still one rotation back
     assert not tokens.check(hosts[0], issued[hosts[1]])
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 40])
+def test_lookup_reply_is_a_msgpack_array_of_records(count: int) -> None:
+    topic = bytes(32)
+    records = [
+        PeerRecord.sign(topic, KeyPair.generate(), [("10.0.0.1", 1000 + i)], i)
+        for i in range(count)
+    ]
+    data = encode_lookup_reply(records)
+    assert data == wire.pack([r.to_wire() for r in records])  # cached parts, same bytes
+    assert decode_lookup_reply(data, 64) == records
 
 
 def test_lookup_reply_skips_known_keys_only() -> None:
