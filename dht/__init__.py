@@ -2,8 +2,16 @@
 
 from dht.errors import DHTError
 from dht.nat_type import NatType
-from dht.node import DHTNode
+from dht.node import DHTNode, LookupTrace
 from dht.records import MutableValue, PeerRecord
 from dht.routing_table import RoutingTable
 
-__all__ = ["DHTError", "DHTNode", "MutableValue", "NatType", "PeerRecord", "RoutingTable"]
+__all__ = [
+    "DHTError",
+    "DHTNode",
+    "LookupTrace",
+    "MutableValue",
+    "NatType",
+    "PeerRecord",
+    "RoutingTable",
+]

@@ -24,6 +24,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dht import records as rec
@@ -110,6 +111,17 @@ class _Call:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+@dataclass
+class LookupTrace:
+    """What one :meth:`DHTNode.lookup` did, filled in as it runs."""
+
+    hops: dict[bytes, int] = field(default_factory=dict)
+    """Public key -> hop of the reply that first brought its record (0: stored here;
+    1: a node the query started from; k+1: a node named by a hop-k reply)."""
+    requests: int = 0
+    responses: int = 0
 
 
 class DHTNode(RequestServer, AsyncResource):
@@ -729,7 +741,7 @@ class DHTNode(RequestServer, AsyncResource):
         command: int,
         target: bytes,
         value: bytes | None = None,
-        on_reply: Callable[[Address, Response], None] | None = None,
+        on_reply: Callable[[Address, Response, int], None] | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> QueryState:
         """Walk towards ``target``: alpha requests in flight, closest first.
@@ -799,7 +811,7 @@ class DHTNode(RequestServer, AsyncResource):
                     if on_reply is not None:
                         replied = True
                         with contextlib.suppress(PeerswarmError):
-                            on_reply(addr, resp)
+                            on_reply(addr, resp, state.hop(addr))
                 if replied:
                     # Let whoever consumes the replies act on them first: a lookup's
                     # reader may have what it wants and stop us before the next round.
@@ -917,14 +929,20 @@ class DHTNode(RequestServer, AsyncResource):
                 topic, None, kp.public_key, removal.timestamp, self._local, self._now()
             )
 
-    async def lookup(self, topic: bytes) -> AsyncGenerator[PeerRecord, None]:
-        """Yield each distinct (by public key) verified record for ``topic`` as it arrives."""
+    async def lookup(
+        self, topic: bytes, trace: LookupTrace | None = None
+    ) -> AsyncGenerator[PeerRecord, None]:
+        """Yield each distinct (by public key) verified record for ``topic`` as it arrives.
+
+        A ``trace`` is filled in as the query runs: the hop of each record and the
+        requests and replies it took.
+        """
         _check_key(topic, "topic")
         self._check_open()
         queue: asyncio.Queue[PeerRecord | None] = asyncio.Queue()
         seen: set[bytes] = set()
 
-        def offer(record: PeerRecord) -> None:
+        def offer(record: PeerRecord, hop: int) -> None:
             if record.public_key in seen or len(seen) >= MAX_LOOKUP_RESULTS:
                 return
             try:
@@ -934,19 +952,23 @@ class DHTNode(RequestServer, AsyncResource):
             if not self._fresh(record.timestamp):
                 return
             seen.add(record.public_key)
+            if trace is not None:
+                trace.hops[record.public_key] = hop
             queue.put_nowait(record)
 
-        def on_reply(addr: Address, resp: Response) -> None:
+        def on_reply(addr: Address, resp: Response, hop: int) -> None:
             if resp.value is not None and resp.error == ErrorCode.OK:
                 for record in rec.decode_lookup_reply(resp.value, MAX_RECORDS_PER_REPLY, seen):
-                    offer(record)
+                    offer(record, hop)
 
         for record in self.records.lookup(topic, self._now()):
-            offer(record)
+            offer(record, 0)
 
         async def run() -> None:
             try:
-                await self._query(Command.LOOKUP, topic, on_reply=on_reply)
+                state = await self._query(Command.LOOKUP, topic, on_reply=on_reply)
+                if trace is not None:
+                    trace.requests, trace.responses = state.queried, state.responses
             finally:
                 queue.put_nowait(None)
 
@@ -1011,7 +1033,7 @@ class DHTNode(RequestServer, AsyncResource):
             return local
         found: list[bytes] = []
 
-        def on_reply(addr: Address, resp: Response) -> None:
+        def on_reply(addr: Address, resp: Response, hop: int) -> None:
             if resp.value is not None and not found and hash32(resp.value) == key:
                 found.append(resp.value)
 
@@ -1031,7 +1053,7 @@ class DHTNode(RequestServer, AsyncResource):
             if not best or mutable.seq > best[0].seq:
                 best[:] = [mutable]
 
-        def on_reply(addr: Address, resp: Response) -> None:
+        def on_reply(addr: Address, resp: Response, hop: int) -> None:
             if resp.value is not None:
                 consider(MutableValue.decode(resp.value))
 

@@ -35,6 +35,8 @@ class Candidate:
     verified: bool = False
     """The responder claimed the id its address hashes to: a persistent node."""
     token: bytes | None = None
+    hop: int = 1
+    """1 for a node the query started from; k+1 for one first named by a hop-k reply."""
 
 
 class QueryState:
@@ -57,10 +59,10 @@ class QueryState:
         self._by_address: dict[Address, Candidate] = {}
         self.responses = 0
 
-    def add(self, address: Address) -> None:
+    def add(self, address: Address, hop: int = 1) -> None:
         if address in self._by_address or address in self._exclude:
             return
-        candidate = Candidate(address, distance(node_id(address), self.target))
+        candidate = Candidate(address, distance(node_id(address), self.target), hop=hop)
         if self._new >= self._max:
             # Full of unqueried candidates: the newcomer replaces the farthest of them,
             # if it is closer. Queried ones stay (they carry replies and tokens).
@@ -110,11 +112,18 @@ class QueryState:
         self, address: Address, verified: bool, token: bytes | None, nodes: list[Address]
     ) -> None:
         c = self._by_address.get(address)
+        hop = 1
         if c is not None:
             c.state, c.verified, c.token = _State.RESPONDED, verified, token
+            hop = c.hop
         self.responses += 1
         for a in nodes[: self.k]:
-            self.add(a)
+            self.add(a, hop + 1)
+
+    def hop(self, address: Address) -> int:
+        """The hop at which the query reached ``address`` (1 if it never did)."""
+        c = self._by_address.get(address)
+        return 1 if c is None else c.hop
 
     def failed(self, address: Address) -> None:
         c = self._by_address.get(address)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dht import DHTNode, PeerRecord
+from dht import DHTNode, LookupTrace, PeerRecord
 from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTargetError
 from dht.messages import Command, Request, Response, decode
 from dht.node_id import hash32
@@ -41,6 +41,24 @@ async def test_announce_lookup_unannounce() -> None:
             left = {r.public_key for r in await collect(client, TOPIC)}
             assert left == {peers[1].public_key, peers[2].public_key}
             assert await collect(client, hash32(b"nobody here")) == []
+
+
+async def test_a_lookup_trace_counts_hops_and_requests() -> None:
+    async with testnet(size=30, **FAST) as net:
+        kp = KeyPair.generate()
+        await net.nodes[7].announce(TOPIC, kp)
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as client:
+            trace = LookupTrace()
+            found = [r.public_key async for r in client.lookup(TOPIC, trace)]
+            assert found == [kp.public_key]
+            # heard from a node the query reached, at a hop no deeper than it queried
+            assert 1 <= trace.hops[kp.public_key] <= 4
+            assert 0 < trace.responses <= trace.requests
+        # a node that stores the record itself finds it at hop 0
+        holder = next(n for n in net.nodes if n.records.lookup(TOPIC, n._now()))
+        local = LookupTrace()
+        assert kp.public_key in [r.public_key async for r in holder.lookup(TOPIC, local)]
+        assert local.hops[kp.public_key] == 0
 
 
 async def test_lookup_streams_and_stops_when_the_consumer_does() -> None:

@@ -17,8 +17,8 @@ from bench.workloads.common import Result, now, rss_mb
 
 
 async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> None:
-    from bench.workloads.hops import HopCounter
-    from dht import DHTNode  # late: the worker reports an ImportError as "not available yet"
+    # late imports: the worker reports an ImportError as "not available yet"
+    from dht import DHTNode, LookupTrace
     from dht.testnet import testnet
     from storage import KeyPair
 
@@ -37,26 +37,22 @@ async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> N
         ):
             await announcer.ready()
             await looker.ready()
-            counter = HopCounter()
-            counting = counter.install(looker)
             times: list[float] = []
             firsts: list[float] = []
             hops: list[int] = []
             for _ in range(trials):
                 topic, key_pair = os.urandom(32), KeyPair.generate()
                 await announcer.announce(topic, key_pair)
-                counter.start(topic, key_pair.public_key)
+                trace = LookupTrace()
                 start = now()
                 first = None
-                async for peer in looker.lookup(topic):
+                async for peer in looker.lookup(topic, trace):
                     if first is None and peer.public_key == key_pair.public_key:
                         first = (now() - start) * 1000
                 times.append((now() - start) * 1000)
                 if first is not None:
                     firsts.append(first)
-                    hop = counter.hops() if counting else None
-                    if hop is not None:
-                        hops.append(hop)
+                    hops.append(trace.hops[key_pair.public_key])
     m[f"lookup_p50_ms@{size}"] = percentile(times, 50)
     m[f"lookup_p95_ms@{size}"] = percentile(times, 95)
     if firsts:
