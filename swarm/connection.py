@@ -8,10 +8,17 @@ identity check of the issue before the app sees anything:
   dialed (TLS itself proved the server holds that key for this handshake);
 * the client proves its own key with a signature over this connection's channel
   binding (``swarm.proof``), sent as a :class:`~swarm.control.Hello` on the control
-  stream; the server checks it, asks its firewall, and answers
+  stream; the server checks it, asks its firewall (or redeems the ticket of a client
+  it already screened in the relayed handshake, ``swarm.admission``), and answers
   :class:`~swarm.control.Accept` or closes with a reason.
 
-No application stream is handed out on either side before that exchange is over.
+The server hands out no stream before it verified the proof and admitted the
+client: streams the client opened early wait, buffered within the small window the
+server allows before admission (``QuicOptions.early_stream_window``; Accept raises
+it to the full one). A client without a ticket waits for Accept; a client with one
+opens as soon as it pinned the server and sent its Hello (saving the Accept round
+trip), and if the server then refuses after all, its connection closes with the
+refusal as the error.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from storage.errors import DecodeError, InvalidArgumentError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
 from storage.resource import AsyncResource
 from swarm import control
+from swarm.admission import NO_TICKET, Admission
 from swarm.certificate import certificate_public_key, peer_certificate
 from swarm.errors import (
     AuthenticationError,
@@ -76,7 +84,7 @@ class ConnectionHost(Protocol):
 
     def _retire_cid(self, cid: bytes) -> None: ...
 
-    def _admit(self, conn: Connection) -> Verdict | Awaitable[Verdict]: ...
+    def _admit(self, conn: Connection, ticket: bytes | None) -> Verdict | Awaitable[Verdict]: ...
 
     def _established(self, conn: Connection) -> None: ...
 
@@ -99,9 +107,12 @@ class Connection(AsyncResource):
         remote_address: Address,
         is_initiator: bool,
         expected_key: bytes | None = None,
+        admission: Admission | None = None,
     ) -> None:
         if is_initiator and expected_key is None:
             raise ValueError("a client connection needs the key it expects")
+        if admission is not None and not is_initiator:
+            raise ValueError("only a client holds an admission")
         self._quic = quic
         self._host = host
         self._key_pair = key_pair
@@ -114,7 +125,8 @@ class Connection(AsyncResource):
 
         self._binding: bytes | None = None
         self._control = control.ControlDecoder()
-        self._peer_window: int | None = None
+        self._ticket = admission.ticket if admission is not None else None
+        self._peer_window: int | None = admission.window if admission is not None else None
         self._streams: dict[int, Stream] = {}
         self._refused: set[int] = set()
         self._unlabeled: dict[int, bytearray] = {}  # remote streams still sending their header
@@ -122,7 +134,8 @@ class Connection(AsyncResource):
         self._incoming: dict[bytes, deque[Stream]] = {}
         self._incoming_waiter: asyncio.Future[None] | None = None
 
-        self._ready = asyncio.Event()
+        self._ready = asyncio.Event()  # streams may be used (both keys proven, or ticket)
+        self._accepted = False  # the server admitted the client (sent / got Accept)
         self._handshake_error: HandshakeError | None = None
         self._closed = asyncio.Event()
         self._close_error: ConnectionClosedError | None = None
@@ -176,8 +189,14 @@ class Connection(AsyncResource):
 
     @property
     def is_established(self) -> bool:
-        """True once both keys are proven and the server accepted (and still open)."""
+        """True once streams may be used (and still open): both keys proven and the
+        server accepted, or on a client holding a ticket, the server's key pinned."""
         return self._ready.is_set() and self._handshake_error is None and not self.is_closed
+
+    @property
+    def is_accepted(self) -> bool:
+        """True once the server admitted the client (a ticket holder's Accept may lag)."""
+        return self._accepted and not self.is_closed
 
     @property
     def is_closed(self) -> bool:
@@ -274,7 +293,8 @@ class Connection(AsyncResource):
             self._close_callbacks.append(callback)
 
     async def wait_established(self) -> None:
-        """Wait for the authentication exchange; raise why it failed, if it did."""
+        """Wait until streams may be used (see :attr:`is_established`); raise why the
+        authentication exchange failed, if it did."""
         await self._ready.wait()
         if self._handshake_error is not None:
             raise self._handshake_error
@@ -401,6 +421,8 @@ class Connection(AsyncResource):
             if stream_id != CONTROL_STREAM_ID:  # pragma: no cover - aioquic invariant
                 raise AssertionError(f"control stream got id {stream_id}")
             self._send_control(self._hello(self._binding))
+            if self._ticket is not None:  # admitted in the relayed handshake: go now
+                self._open()
 
     def _hello(self, binding: bytes) -> control.Hello:
         """The client's first control message: its key and proof for ``binding``."""
@@ -408,6 +430,7 @@ class Connection(AsyncResource):
             self._key_pair.public_key,
             sign_proof(self._key_pair, binding),
             self._options.stream_window,
+            self._ticket or NO_TICKET,
         )
 
     def _send_control(self, message: control.Message) -> None:
@@ -450,7 +473,8 @@ class Connection(AsyncResource):
             return
         self._remote_key = hello.public_key
         self._peer_window = hello.window
-        verdict = self._host._admit(self)
+        ticket = hello.ticket if hello.ticket != NO_TICKET else None
+        verdict = self._host._admit(self, ticket)
         if inspect.isawaitable(verdict):  # an async firewall: decide later, meanwhile wait
             self._admission = self._loop.create_task(self._admit_later(verdict))
             return
@@ -472,23 +496,37 @@ class Connection(AsyncResource):
             self._fail_handshake(PeerRejectedError(refusal), CloseCode.REJECTED, refusal)
             return
         self._send_control(control.Accept(self._options.stream_window))
-        self._become_established()
+        self._accept()
+        self._open()
         self._host._established(self)
 
     def _on_accept(self, accept: control.Accept) -> None:
-        if self._ready.is_set():
+        if self._accepted or self._binding is None:
             self._protocol_error("unexpected Accept")
             return
-        self._peer_window = accept.window
-        self._become_established()
+        if self._peer_window is None or accept.window > self._peer_window:
+            self._peer_window = accept.window
+            for stream in list(self._streams.values()):  # opened on the ticket's window
+                if stream._credit(accept.window):
+                    self._flush_stream(stream)
+        self._accept()
+        if not self._ready.is_set():
+            self._open()
 
-    def _become_established(self) -> None:
+    def _accept(self) -> None:
+        """The server admitted the client: the handshake is over for good."""
+        self._accepted = True
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
+
+    def _open(self) -> None:
+        """Let the app use streams: hand over those the peer opened meanwhile."""
         assert self._peer_window is not None
-        for stream in self._early:
+        for stream in list(self._streams.values()):  # even those still sending their label
             stream._credit(self._peer_window)
+            stream._release()
+        for stream in self._early:
             self._incoming.setdefault(stream.protocol, deque()).append(stream)
         self._early.clear()
         self._ready.set()
@@ -504,7 +542,7 @@ class Connection(AsyncResource):
 
     def _on_handshake_timeout(self) -> None:
         self._handshake_timer = None
-        if not self._ready.is_set():
+        if not self._accepted:
             self._fail_handshake(
                 HandshakeError("handshake timed out"),
                 CloseCode.HANDSHAKE_TIMEOUT,
@@ -513,7 +551,7 @@ class Connection(AsyncResource):
 
     def _protocol_error(self, reason: str) -> None:
         log.debug("protocol error from %s: %s", self._remote_address, reason)
-        if not self._ready.is_set() and self._handshake_error is None:
+        if not self._accepted and self._handshake_error is None:
             self._handshake_error = HandshakeError(reason)
         self._close(
             CloseCode.PROTOCOL_ERROR,
@@ -564,6 +602,8 @@ class Connection(AsyncResource):
             self._refuse(stream_id)
             return None
         stream = self._new_stream(stream_id, self._peer_window or 0)
+        if not self._is_initiator and not self._accepted:  # an unproven peer: buffer little
+            stream._hold_back(self._options.early_window)
         self._unlabeled[stream_id] = bytearray()
         return stream
 
@@ -676,14 +716,16 @@ class Connection(AsyncResource):
             self._timer.cancel()
             self._timer = None
         reason = event.reason_phrase
-        if not self._ready.is_set() and self._handshake_error is None:
+        if not self._accepted and self._handshake_error is None:
             self._handshake_error = _handshake_error(event.error_code, reason)
-        error = ConnectionClosedError(
-            f"connection closed by peer or timeout (code 0x{event.error_code:x}"
-            f"{', ' + repr(reason) if reason else ''})",
-            error_code=event.error_code,
-            reason=reason,
-        )
+        if self._handshake_error is not None:  # e.g. refused after a ticket let us open
+            message = str(self._handshake_error)
+        else:
+            message = (
+                f"connection closed by peer or timeout (code 0x{event.error_code:x}"
+                f"{', ' + repr(reason) if reason else ''})"
+            )
+        error = ConnectionClosedError(message, error_code=event.error_code, reason=reason)
         self._mark_closed(error)
         self._host._terminated(self)
 

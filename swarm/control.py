@@ -1,8 +1,9 @@
 """Messages of the control stream: the first bidirectional stream of every connection.
 
-The client opens it right after the TLS handshake with a :class:`Hello` (its key
-and its proof, see ``swarm.proof``); the server answers :class:`Accept` or closes
-the connection with a reason. After that both sides send :class:`Credit` on it:
+The client opens it right after the TLS handshake with a :class:`Hello` (its key,
+its proof, see ``swarm.proof``, and the ticket the relayed handshake gave it, see
+``swarm.admission``); the server answers :class:`Accept` or closes the connection
+with a reason. After that both sides send :class:`Credit` on it:
 our own per-stream flow control, because aioquic grants QUIC flow-control credit
 as data *arrives*, not as the application *reads* it, which would let a fast
 sender fill a slow reader's memory.
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 
 from storage.errors import DecodeError
 from storage.keypair import PUBLIC_KEY_SIZE, SIGNATURE_SIZE
+from swarm.admission import NO_TICKET, TICKET_SIZE
 
-VERSION = 1
+VERSION = 2
 MIN_WINDOW = 16 * 1024
 MAX_WINDOW = 64 * 1024 * 1024
 _MAX_VARINT = (1 << 62) - 1
@@ -28,7 +30,7 @@ _HELLO = 0x01
 _ACCEPT = 0x02
 _CREDIT = 0x03
 
-_HELLO_FORMAT = struct.Struct(f">BB{PUBLIC_KEY_SIZE}s{SIGNATURE_SIZE}sI")
+_HELLO_FORMAT = struct.Struct(f">BB{PUBLIC_KEY_SIZE}s{SIGNATURE_SIZE}sI{TICKET_SIZE}s")
 _ACCEPT_FORMAT = struct.Struct(">BI")
 _CREDIT_FORMAT = struct.Struct(">BQQ")
 _SIZES = {_HELLO: _HELLO_FORMAT.size, _ACCEPT: _ACCEPT_FORMAT.size, _CREDIT: _CREDIT_FORMAT.size}
@@ -36,11 +38,13 @@ _SIZES = {_HELLO: _HELLO_FORMAT.size, _ACCEPT: _ACCEPT_FORMAT.size, _CREDIT: _CR
 
 @dataclass(frozen=True)
 class Hello:
-    """Client → server: who I am, proof bound to this connection, my stream window."""
+    """Client → server: who I am, proof bound to this connection, my stream window,
+    and my admission ticket (:data:`~swarm.admission.NO_TICKET` when I hold none)."""
 
     public_key: bytes
     signature: bytes
     window: int
+    ticket: bytes = NO_TICKET
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class Credit:
 Message = Hello | Accept | Credit
 
 
-def _check_window(window: int) -> int:
+def check_window(window: int) -> int:
+    """``window`` if it is a stream window we accept, else :class:`DecodeError`."""
     if not MIN_WINDOW <= window <= MAX_WINDOW:
         raise DecodeError(f"stream window {window} outside [{MIN_WINDOW}, {MAX_WINDOW}]")
     return window
@@ -71,7 +76,7 @@ def encode(message: Message) -> bytes:
     """The wire form of one control message."""
     if isinstance(message, Hello):
         return _HELLO_FORMAT.pack(
-            _HELLO, VERSION, message.public_key, message.signature, message.window
+            _HELLO, VERSION, message.public_key, message.signature, message.window, message.ticket
         )
     if isinstance(message, Accept):
         return _ACCEPT_FORMAT.pack(_ACCEPT, message.window)
@@ -81,13 +86,13 @@ def encode(message: Message) -> bytes:
 def _decode_one(data: bytes) -> Message:
     kind = data[0]
     if kind == _HELLO:
-        _, version, public_key, signature, window = _HELLO_FORMAT.unpack(data)
+        _, version, public_key, signature, window, ticket = _HELLO_FORMAT.unpack(data)
         if version != VERSION:
             raise DecodeError(f"unsupported control protocol version {version}")
-        return Hello(public_key, signature, _check_window(window))
+        return Hello(public_key, signature, check_window(window), ticket)
     if kind == _ACCEPT:
         _, window = _ACCEPT_FORMAT.unpack(data)
-        return Accept(_check_window(window))
+        return Accept(check_window(window))
     _, stream_id, limit = _CREDIT_FORMAT.unpack(data)
     if stream_id > _MAX_VARINT or limit > _MAX_VARINT:
         raise DecodeError("credit stream id or limit out of range")

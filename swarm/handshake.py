@@ -2,10 +2,13 @@
 
 A client that found a peer's announcement asks one of the record's relay nodes to
 forward a :class:`ConnectRequest` to that peer (``DHTNode.forward``); the peer
-answers with a :class:`ConnectReply` carrying the addresses where it takes QUIC
-(its public address as the DHT sees it, then local ones). Nothing here is
-trusted: the QUIC handshake that follows proves both keys. The first byte tags
-the payload so other forwarded protocols (hole-punch coordination) can share it.
+answers with a :class:`ConnectReply`: a refusal with its reason (the server runs
+its firewall on the key the client claims here, so a refused client never starts
+QUIC), or the addresses where it takes QUIC (its public address as the DHT sees
+it, then local ones) with an admission ticket (``swarm.admission``). Nothing here
+is trusted: the QUIC handshake that follows proves both keys, and the ticket only
+counts for the key it was issued to. The first byte tags the payload so other
+forwarded protocols (hole-punch coordination) can share it.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from dht import wire
 from dht.transport import Address
 from storage.errors import DecodeError
 from storage.keypair import PUBLIC_KEY_SIZE
+from swarm import control
+from swarm.admission import TICKET_SIZE, Admission
 
 REQUEST_TAG = 0x51
 REPLY_TAG = 0x52
-VERSION = 1
+VERSION = 2
 MAX_ADDRESSES = 8
 MAX_REASON = 64
 MAX_SIZE = 1024
@@ -32,6 +37,7 @@ class ReplyStatus(enum.IntEnum):
     NOT_LISTENING = 1
     BUSY = 2
     WRONG_PEER = 3
+    REJECTED = 4  # the firewall said no, or the client is banned
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,12 @@ class ConnectRequest:
 
 @dataclass(frozen=True)
 class ConnectReply:
-    """Server → client: whether to dial, and where."""
+    """Server → client: whether to dial, where, and (when OK) the admission."""
 
     status: ReplyStatus
     addresses: tuple[Address, ...] = ()
     reason: str = ""
+    admission: Admission | None = None
 
 
 def encode_request(request: ConnectRequest) -> bytes:
@@ -60,8 +67,10 @@ def encode_request(request: ConnectRequest) -> bytes:
 
 def encode_reply(reply: ConnectReply) -> bytes:
     addresses = [wire.pack_address(a) for a in reply.addresses[:MAX_ADDRESSES]]
-    body = wire.pack([VERSION, int(reply.status), addresses, reply.reason[:MAX_REASON]])
-    return bytes([REPLY_TAG]) + body
+    admission = reply.admission
+    ticket, window = (admission.ticket, admission.window) if admission else (None, 0)
+    fields = [VERSION, int(reply.status), addresses, reply.reason[:MAX_REASON], ticket, window]
+    return bytes([REPLY_TAG]) + wire.pack(fields)
 
 
 def _fields(data: bytes, tag: int, count: int) -> list[Any]:
@@ -85,13 +94,19 @@ def decode_request(data: bytes) -> ConnectRequest:
 
 def decode_reply(data: bytes) -> ConnectReply:
     """Parse a reply; :class:`DecodeError` on anything malformed."""
-    _, status, addresses, reason = _fields(data, REPLY_TAG, 4)
+    _, status, addresses, reason, ticket, window = _fields(data, REPLY_TAG, 6)
     try:
         parsed_status = ReplyStatus(wire.integer(status, 0, 255))
     except ValueError as e:
         raise DecodeError(f"unknown reply status {status}") from e
     if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise DecodeError("bad reason")
+    admission = None
+    if ticket is not None:
+        admission = Admission(
+            wire.binary(ticket, TICKET_SIZE),
+            control.check_window(wire.integer(window)),
+        )
     return ConnectReply(
-        parsed_status, tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)), reason
+        parsed_status, tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)), reason, admission
     )

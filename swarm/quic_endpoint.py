@@ -26,6 +26,7 @@ from aioquic.quic.packet import (
 from dht.transport import Address
 from storage.errors import ClosedError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
+from swarm.admission import Admission, Redemption, Tickets
 from swarm.certificate import create_certificate
 from swarm.connection import Connection, Verdict
 from swarm.local_host import is_this_host
@@ -67,6 +68,7 @@ class QuicEndpoint:
         self._configured = self.options
         self._by_cid: dict[bytes, Connection] = {}
         self._cids: dict[Connection, set[bytes]] = {}
+        self._tickets = Tickets()
         self._closed = False
 
     @property
@@ -101,13 +103,20 @@ class QuicEndpoint:
             conn._abandon()
             self._terminated(conn)
 
-    async def connect(self, addr: Address, public_key: bytes) -> Connection:
-        """Dial ``addr`` and return the connection once the peer proved ``public_key``.
+    async def connect(
+        self, addr: Address, public_key: bytes, *, admission: Admission | None = None
+    ) -> Connection:
+        """Dial ``addr`` and return the connection once the peer proved ``public_key``
+        and accepted us.
 
-        Raises :class:`~swarm.errors.AuthenticationError` when the peer is someone
-        else, :class:`~swarm.errors.PeerRejectedError` when it refuses us, and
-        :class:`~swarm.errors.HandshakeError` on other failures, including no answer
-        within ``options.handshake_timeout`` (wrap in ``asyncio.timeout`` for less).
+        With an ``admission`` (the peer screened us already, in the relayed handshake)
+        the connection comes back as soon as the peer's key is pinned, without the
+        Accept round trip; should the peer refuse us after all, it closes with the
+        refusal as its error. Raises :class:`~swarm.errors.AuthenticationError` when
+        the peer is someone else, :class:`~swarm.errors.PeerRejectedError` when it
+        refuses us, and :class:`~swarm.errors.HandshakeError` on other failures,
+        including no answer within ``options.handshake_timeout`` (wrap in
+        ``asyncio.timeout`` for less).
         """
         if self._closed:
             raise ClosedError("endpoint is closed")
@@ -124,6 +133,7 @@ class QuicEndpoint:
             remote_address=addr,
             is_initiator=True,
             expected_key=public_key,
+            admission=admission,
         )
         self._register_cid(quic.host_cid, conn)
         conn._transmit()
@@ -149,6 +159,16 @@ class QuicEndpoint:
             )
         finally:
             self.abort()
+
+    def admit_ahead(self, client_key: bytes) -> Admission:
+        """Admit ``client_key`` before its QUIC connection: it was screened already.
+
+        The caller ran the firewall on the key a relayed handshake claimed; the
+        client shows the returned ticket in its Hello, which then needs no second
+        firewall call, and must prove that very key (``swarm.admission``).
+        """
+        now = asyncio.get_running_loop().time()
+        return Admission(self._tickets.issue(client_key, now), self.options.early_window)
 
     def abort(self) -> None:
         """Drop every connection without telling the peers, as if the process died."""
@@ -240,9 +260,16 @@ class QuicEndpoint:
         if conn is not None:
             self._cids.get(conn, set()).discard(cid)
 
-    def _admit(self, conn: Connection) -> Verdict | Awaitable[Verdict]:
-        if len(self.connections) >= self.options.max_connections:
-            return "too many connections"
+    def _admit(self, conn: Connection, ticket: bytes | None) -> Verdict | Awaitable[Verdict]:
+        if ticket is not None:
+            now = asyncio.get_running_loop().time()
+            redeemed = self._tickets.redeem(ticket, conn.remote_public_key, now)
+            if redeemed is Redemption.WRONG_KEY:
+                return "client key differs from the key its handshake claimed"
+            if redeemed is Redemption.ADMITTED:  # screened when the ticket was issued
+                return self._room()
+        if (full := self._room()) is not None:
+            return full
         if self.firewall is None:
             return None
         try:
@@ -263,9 +290,15 @@ class QuicEndpoint:
             ok = False
         if not ok:
             return "rejected by firewall"
-        if len(self.connections) >= self.options.max_connections:
-            return "too many connections"  # others got in while the firewall thought
-        return None
+        return self._room()  # others may have got in while the firewall thought
+
+    @property
+    def full(self) -> bool:
+        """True when another connection would be over ``options.max_connections``."""
+        return len(self.connections) >= self.options.max_connections
+
+    def _room(self) -> Verdict:
+        return "too many connections" if self.full else None
 
     def _established(self, conn: Connection) -> None:
         if self.on_connection is not None:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dht.transport import Address
 from swarm import jumbo_quic
+from swarm.control import MIN_WINDOW
 from swarm.local_host import is_this_host
 
 ALPN = "peerswarm/1"
@@ -37,6 +38,10 @@ class QuicOptions:
     # it starts small and doubles, up to the maximum, while the app keeps up
     stream_window: int = 256 * 1024
     max_stream_window: int = 4 * 1024 * 1024
+    # what a stream may carry before the server verified and admitted its client: a
+    # client whose relayed handshake was accepted writes at once, within this much,
+    # and an unproven peer cannot make us buffer more (at least 16 KiB)
+    early_stream_window: int = 64 * 1024
     # a write buffer above this makes drain() wait
     write_high_water: int = 64 * 1024
     # 1350 fits in every common path (IPv6, PPPoE, tunnels) without PMTU discovery
@@ -51,6 +56,11 @@ class QuicOptions:
     # 128 is aioquic's initial stream limit: a burst of datagrams (64 KiB each on
     # loopback) can open that many before the app's acceptor runs once
     max_pending_streams: int = 128
+
+    @property
+    def early_window(self) -> int:
+        """The per-stream window before admission: never above :attr:`stream_window`."""
+        return max(MIN_WINDOW, min(self.early_stream_window, self.stream_window))
 
 
 def quic_configuration(

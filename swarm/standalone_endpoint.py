@@ -10,6 +10,7 @@ from __future__ import annotations
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
 from storage.keypair import KeyPair
 from storage.resource import AsyncResource
+from swarm.admission import Admission
 from swarm.connection import Connection
 from swarm.quic_endpoint import Firewall, QuicEndpoint
 from swarm.quic_options import QuicOptions
@@ -53,8 +54,10 @@ class StandaloneEndpoint(AsyncResource):
     def public_key(self) -> bytes:
         return self.key_pair.public_key
 
-    async def connect(self, addr: Address, public_key: bytes) -> Connection:
-        return await self.endpoint.connect(addr, public_key)
+    async def connect(
+        self, addr: Address, public_key: bytes, *, admission: Admission | None = None
+    ) -> Connection:
+        return await self.endpoint.connect(addr, public_key, admission=admission)
 
     async def close(self) -> None:
         await self.endpoint.close()

@@ -288,6 +288,15 @@ class Stream:
             return True
         return not self._out and (self._fin_sent or not self._eof_requested)
 
+    def _hold_back(self, limit: int) -> None:
+        """Let the peer send only up to ``limit`` for now: it is not admitted yet."""
+        self._granted = min(self._granted, limit)
+
+    def _release(self) -> None:
+        """The peer was admitted: it may fill the window it was promised (no Credit
+        needed: the Accept that admitted it says how much)."""
+        self._granted = max(self._granted, self._window)
+
     def _set_protocol(self, protocol: bytes, header_size: int) -> None:
         """The peer's stream header named its protocol; its bytes count as read."""
         self.protocol = protocol

@@ -5,9 +5,12 @@ so QUIC leaves through the NAT mapping the DHT learned. Connecting to a key:
 
 1. look up ``hash32(public_key)`` (where :meth:`Swarm.listen` announces) → records;
 2. send a :class:`~swarm.handshake.ConnectRequest` through one of the record's relay
-   nodes (``DHTNode.forward``); the peer answers with the addresses it takes QUIC on;
-3. dial them in turn; the connection is handed out only once the peer proved the
-   key we looked up and accepted ours (``swarm.connection``).
+   nodes (``DHTNode.forward``); the peer screens the key we claim there (firewall,
+   bans, room) and refuses at once, or answers with the addresses it takes QUIC on
+   and an admission ticket (``swarm.admission``);
+3. dial them in turn; the connection is handed out once the peer proved the key we
+   looked up (the ticket spares us the wait for its Accept; the peer still checks
+   our proof, for the key we claimed, before its app sees a byte of ours).
 
 A topic joined as client runs the same steps for every key its lookup yields. One
 connection is kept per pair of peers: if both dialed, both keep the one whose
@@ -39,6 +42,7 @@ from storage.errors import ClosedError, DecodeError, InvalidArgumentError, Peers
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
 from storage.resource import AsyncResource
 from swarm import handshake
+from swarm.admission import Admission
 from swarm.connection import CloseCode, Connection
 from swarm.discovery import Discovery
 from swarm.errors import (
@@ -330,7 +334,7 @@ class Swarm(AsyncResource):
             raise PeerRejectedError(
                 f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
             )
-        return await self._dial(record.public_key, reply.addresses)
+        return await self._dial(record.public_key, reply.addresses, reply.admission)
 
     async def _handshake(self, record: PeerRecord) -> ConnectReply:
         """Send the handshake through one of the record's relays; first answer wins.
@@ -373,7 +377,12 @@ class Swarm(AsyncResource):
             await asyncio.gather(*attempts, return_exceptions=True)
         raise HandshakeError(f"no relay could reach the peer: {last}")
 
-    async def _dial(self, public_key: bytes, addresses: Iterable[Address]) -> Connection:
+    async def _dial(
+        self,
+        public_key: bytes,
+        addresses: Iterable[Address],
+        admission: Admission | None = None,
+    ) -> Connection:
         own = set(self._addresses())
         last: Exception | None = None
         for addr in _dial_order(addresses):
@@ -383,7 +392,7 @@ class Swarm(AsyncResource):
                 continue
             try:
                 async with asyncio.timeout(self.attempt_timeout):
-                    conn = await self._endpoint.connect(addr, public_key)
+                    conn = await self._endpoint.connect(addr, public_key, admission=admission)
             except PeerRejectedError:
                 raise
             except (TimeoutError, HandshakeError) as e:
@@ -428,17 +437,42 @@ class Swarm(AsyncResource):
     # -- serving -----------------------------------------------------------------------
 
     async def _on_forward(self, payload: bytes, sender: Address) -> bytes:
-        """Answer a handshake a DHT node forwarded to us (``sender``: the client as seen)."""
+        """Answer a handshake a DHT node forwarded to us (``sender``: the client as seen).
+
+        The client is screened here, on the key it claims, so a refused one learns it
+        before any QUIC; an admitted one gets a ticket that binds the claim to its
+        QUIC connection, where it must prove that key.
+        """
         request = handshake.decode_request(payload)  # DecodeError -> the DHT answers BAD_REQUEST
         if request.server_key != self.public_key:
             reply = ConnectReply(ReplyStatus.WRONG_PEER, reason="not this peer")
         elif not self._endpoint.accepting:
             reply = ConnectReply(ReplyStatus.NOT_LISTENING, reason="not listening")
-        elif len(self._connections) >= self.max_peers:
+        elif self._full():
+            reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
+        elif not await self._screen(request.client_key):
+            reply = ConnectReply(ReplyStatus.REJECTED, reason="rejected by firewall")
+        elif self._full():  # others got in while an async firewall thought
             reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
         else:
-            reply = ConnectReply(ReplyStatus.OK, tuple(self._addresses()))
+            admission = self._endpoint.admit_ahead(request.client_key)
+            reply = ConnectReply(ReplyStatus.OK, tuple(self._addresses()), admission=admission)
         return handshake.encode_reply(reply)
+
+    def _full(self) -> bool:
+        # as strict as the endpoint's own check, so a client we admit here is not
+        # turned away by it a moment later
+        return len(self._connections) >= self.max_peers or self._endpoint.full
+
+    async def _screen(self, public_key: bytes) -> bool:
+        """Whether the firewall (and our bans) let ``public_key`` in; a failing check
+        says no."""
+        try:
+            allowed = self._allow(public_key)
+            return bool(await allowed) if inspect.isawaitable(allowed) else bool(allowed)
+        except Exception:
+            log.exception("firewall callback failed; rejecting")
+            return False
 
     def _addresses(self) -> list[Address]:
         """Where peers can send us QUIC: the public address the DHT saw, then local ones."""

@@ -64,6 +64,7 @@ def test_proof_is_bound_to_key_and_binding() -> None:
 def test_control_messages_round_trip_in_any_chunking() -> None:
     messages: list[control.Message] = [
         control.Hello(b"k" * 32, b"s" * 64, 1 << 20),
+        control.Hello(b"k" * 32, b"s" * 64, 1 << 20, b"t" * 16),
         control.Accept(65536),
         control.Credit(4, 123456789),
         control.Credit((1 << 62) - 1, (1 << 62) - 1),
@@ -83,7 +84,7 @@ def test_control_messages_round_trip_in_any_chunking() -> None:
     [
         b"\x00",  # unknown type
         b"\x09" + bytes(16),
-        bytes([0x01, 0x02]) + bytes(100),  # unknown version
+        bytes([0x01, 0x01]) + bytes(116),  # unknown version (1: before tickets)
         b"\x02" + (1).to_bytes(4, "big"),  # window too small
         b"\x02" + (1 << 30).to_bytes(4, "big"),  # window too large
         b"\x03" + (1 << 63).to_bytes(8, "big") + bytes(8),  # stream id out of range
@@ -102,4 +103,4 @@ def test_control_decoder_never_raises_anything_but_decode_error(chunks: list[byt
             decoder.feed(chunk)
     except DecodeError:
         return
-    assert decoder.pending < 102
+    assert decoder.pending < 118

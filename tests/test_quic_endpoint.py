@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
@@ -12,6 +12,7 @@ from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from storage.errors import PeerswarmError
 from storage.keypair import KeyPair
 from swarm import control
+from swarm.admission import Admission, Redemption, Tickets
 from swarm.connection import Connection
 from swarm.errors import (
     AuthenticationError,
@@ -186,6 +187,7 @@ async def test_firewall_may_be_plain_or_async(peers: list[Peer], kind: str) -> N
     conn = await asyncio.wait_for(dial_good, 3)
     accepted = await asyncio.wait_for(server.accepted.get(), 3)
     assert conn.is_established and accepted.remote_public_key == good.node.public_key
+    assert conn.is_accepted  # no ticket: connect() waited for the server's Accept
     assert server.endpoint.connections == [accepted]
 
 
@@ -304,3 +306,146 @@ async def test_garbage_datagrams_do_not_hurt_the_endpoint(peers: list[Peer]) -> 
             server.endpoint.datagram_received(data, ("127.0.0.1", 9))
     conn = await client.node.connect(server.node.address, server.node.public_key)
     assert conn.is_established
+
+
+# -- admission tickets (the server screened the client in the relayed handshake) -------
+
+
+class HeldHello(Connection):
+    """A server that looks at the client's Hello only once the test says so."""
+
+    release: asyncio.Event | None = None
+
+    def _on_hello(self, hello: control.Hello) -> None:
+        async def later() -> None:
+            assert self.release is not None
+            await self.release.wait()
+            if not self.is_closed:
+                Connection._on_hello(self, hello)
+                self._transmit()
+
+        self._held = asyncio.ensure_future(later())
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (at most 3 s) for state nothing announces, e.g. bytes buffered in a held stream."""
+    for _ in range(600):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met within 3 s")
+
+
+def server_side(server: Peer) -> Connection:
+    (conn,) = server.endpoint._cids
+    return conn
+
+
+async def test_ticket_holder_writes_at_once_and_the_server_holds_it_until_verified(
+    peers: list[Peer],
+) -> None:
+    seen: list[bytes] = []
+    server = await start(peers, firewall=lambda key: seen.append(key) or True)
+    client = await start(peers)
+    HeldHello.release = asyncio.Event()
+    server.endpoint.connection_class = HeldHello
+    admission = server.endpoint.admit_ahead(client.node.public_key)
+
+    conn = await asyncio.wait_for(
+        client.node.connect(server.node.address, server.node.public_key, admission=admission), 3
+    )
+    assert conn.is_established and not conn.is_accepted  # open before any Accept
+    stream = await conn.open_stream("app")
+    payload = os.urandom(3 * FAST.early_window)  # more than an unproven peer may send
+    stream.write(payload)
+    stream.write_eof()
+
+    held = server_side(server)
+    # the server buffers one early window (header included), no more, and hands out nothing
+    await until(lambda: held._early and held._early[0]._received == FAST.early_window)
+    await asyncio.sleep(0.05)
+    assert held._early[0]._received == FAST.early_window and stream._out_len > 0
+    assert not held.is_established and server.accepted.empty()
+    with pytest.raises(AuthenticationError):
+        held.remote_public_key  # noqa: B018 - nothing proven yet
+
+    HeldHello.release.set()
+    accepted = await asyncio.wait_for(server.accepted.get(), 3)
+    assert accepted is held and accepted.remote_public_key == client.node.public_key
+    incoming = await asyncio.wait_for(accepted.accept_stream("app"), 3)
+    assert await asyncio.wait_for(incoming.read(), 3) == payload
+    await until(lambda: conn.is_accepted)
+    assert seen == []  # screened when the ticket was issued: no second firewall call
+
+
+async def test_unproven_client_cannot_make_the_server_buffer_more(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    HeldHello.release = asyncio.Event()  # the proof is not checked before the data comes
+    server.endpoint.connection_class = HeldHello
+    ticket = server.endpoint.admit_ahead(client.node.public_key).ticket
+    greedy = Admission(ticket, FAST.stream_window)  # ignores the early window it was given
+    conn = await asyncio.wait_for(
+        client.node.connect(server.node.address, server.node.public_key, admission=greedy), 3
+    )
+    stream = await conn.open_stream()
+    stream.write(os.urandom(2 * FAST.early_window))
+    await asyncio.wait_for(conn.wait_closed(), 3)
+    assert conn.close_error is not None and "flow-control credit" in conn.close_error.reason
+    assert server.accepted.empty()
+
+
+async def test_ticket_for_another_key_is_refused_after_opening(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    claimed = KeyPair.generate().public_key  # the key the client said it had
+    admission = server.endpoint.admit_ahead(claimed)
+
+    conn = await asyncio.wait_for(
+        client.node.connect(server.node.address, server.node.public_key, admission=admission), 3
+    )
+    stream = await conn.open_stream()
+    stream.write(b"never delivered")
+    await asyncio.wait_for(conn.wait_closed(), 3)
+    assert conn.close_error is not None and "differs" in str(conn.close_error)
+    assert conn.close_error.error_code == 0x101  # CloseCode.REJECTED
+    with pytest.raises(PeerRejectedError, match="differs from the key its handshake claimed"):
+        await conn.open_stream()
+    with pytest.raises(ConnectionClosedError, match="differs"):
+        await stream.read()
+    assert server.accepted.empty() and server.endpoint.connections == []
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_unknown_ticket_means_screening_again(peers: list[Peer], allowed: bool) -> None:
+    seen: list[bytes] = []
+    server = await start(peers, firewall=lambda key: seen.append(key) or allowed)
+    client = await start(peers)
+    forged = Admission(os.urandom(16), FAST.early_window)
+    conn = await asyncio.wait_for(
+        client.node.connect(server.node.address, server.node.public_key, admission=forged), 3
+    )
+    if allowed:
+        accepted = await asyncio.wait_for(server.accepted.get(), 3)
+        assert accepted.remote_public_key == client.node.public_key
+        await until(lambda: conn.is_accepted)
+    else:
+        await asyncio.wait_for(conn.wait_closed(), 3)
+        with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+            await conn.open_stream()
+    assert seen == [client.node.public_key]
+
+
+def test_tickets_expire_are_bounded_and_only_the_right_key_spends_them() -> None:
+    tickets = Tickets(lifetime=10.0, capacity=2)
+    alice, bob, carol = (bytes([n]) * 32 for n in (1, 2, 3))
+    a = tickets.issue(alice, now=0.0)
+    assert tickets.redeem(a, bob, now=1.0) is Redemption.WRONG_KEY
+    assert tickets.redeem(a, alice, now=1.0) is Redemption.ADMITTED  # a lie did not spend it
+    assert tickets.redeem(a, alice, now=1.0) is Redemption.UNKNOWN  # single use
+    b = tickets.issue(bob, now=2.0)
+    tickets.issue(carol, now=3.0)
+    tickets.issue(alice, now=4.0)  # over capacity: the oldest (bob's) goes
+    assert len(tickets) == 2
+    assert tickets.redeem(b, bob, now=4.0) is Redemption.UNKNOWN
+    late = tickets.issue(bob, now=5.0)
+    assert tickets.redeem(late, bob, now=15.5) is Redemption.UNKNOWN  # expired
+    assert len(tickets) == 0

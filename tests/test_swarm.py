@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -15,9 +16,13 @@ from dht.node import DHTNode
 from dht.records import PeerRecord
 from dht.testnet import testnet
 from dht.transport import Address
-from swarm import Swarm
+from storage.errors import DecodeError
+from storage.keypair import KeyPair
+from swarm import Swarm, handshake
+from swarm.admission import Admission
 from swarm.connection import Connection
 from swarm.errors import ConnectionClosedError, PeerNotFoundError, PeerRejectedError
+from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
 from swarm.local_host import local_ips
 from swarm.quic_options import QuicOptions
 from swarm.swarm import HANDSHAKE_HEDGE, _dial_order, key_topic
@@ -52,6 +57,19 @@ async def first_connection(swarm: Swarm) -> Connection:
         async for conn in conns:
             return conn
     raise AssertionError("swarm closed")
+
+
+def quic_dials(swarm: Swarm) -> list[Address]:
+    """Where ``swarm`` starts QUIC handshakes from now on (recorded, then done as usual)."""
+    dials: list[Address] = []
+    connect = swarm._endpoint.connect
+
+    async def recording(addr: Address, key: bytes, **kwargs: Any) -> Connection:
+        dials.append(addr)
+        return await connect(addr, key, **kwargs)
+
+    swarm._endpoint.connect = recording  # type: ignore[method-assign]
+    return dials
 
 
 async def test_connect_by_public_key(make: Callable[..., Any]) -> None:
@@ -132,31 +150,126 @@ async def test_a_closed_swarm_withdraws_its_announcement(make: Callable[..., Any
         await asyncio.wait_for(client.connect(server.public_key), 10)
 
 
-async def test_firewall_rejects_through_the_swarm(make: Callable[..., Any]) -> None:
+async def test_firewall_rejects_in_the_relayed_handshake(make: Callable[..., Any]) -> None:
     seen: list[bytes] = []
     server = await make(firewall=lambda key: seen.append(key) or False)
     client = await make()
+    dials = quic_dials(client)
     await server.listen()
-    with pytest.raises(PeerRejectedError, match="firewall"):
+    with pytest.raises(PeerRejectedError, match="refused the handshake: rejected by firewall"):
         await asyncio.wait_for(client.connect(server.public_key), 10)
     assert seen == [client.public_key]
+    assert dials == []  # refused before any QUIC
     assert client.get_connection(server.public_key) is None
 
 
-async def test_async_firewall_through_the_swarm(make: Callable[..., Any]) -> None:
+async def test_async_firewall_in_the_relayed_handshake(make: Callable[..., Any]) -> None:
     good, bad = await make(), await make()
+    seen: list[bytes] = []
 
     async def firewall(key: bytes) -> bool:
-        await asyncio.sleep(0)  # a real check would look something up
+        seen.append(key)
+        await asyncio.sleep(0.05)  # a real check would look something up
         return key == good.public_key
 
     server = await make(firewall=firewall)
     await server.listen()
-    with pytest.raises(PeerRejectedError, match="firewall"):
+    bad_dials, good_dials = quic_dials(bad), quic_dials(good)
+    with pytest.raises(PeerRejectedError, match="refused the handshake: rejected by firewall"):
         await asyncio.wait_for(bad.connect(server.public_key), 10)
+    assert bad_dials == []
     conn = await asyncio.wait_for(good.connect(server.public_key), 10)
-    assert conn.remote_public_key == server.public_key
+    assert conn.remote_public_key == server.public_key and len(good_dials) == 1
+    accepted = await asyncio.wait_for(first_connection(server), 5)
+    assert accepted.remote_public_key == good.public_key
     assert [c.remote_public_key for c in server._endpoint.connections] == [good.public_key]
+    assert seen == [bad.public_key, good.public_key]  # once each: the ticket spared a rerun
+
+
+async def test_client_lying_about_its_key_is_refused(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    friend = KeyPair.generate().public_key
+    seen: list[bytes] = []
+    server = await make(firewall=lambda key: seen.append(key) or key == friend)
+    liar = await make()
+    await server.listen()
+    encode = handshake.encode_request
+
+    def claim_to_be_friend(request: ConnectRequest) -> bytes:
+        return encode(dataclasses.replace(request, client_key=friend))
+
+    monkeypatch.setattr(handshake, "encode_request", claim_to_be_friend)
+    # the relayed handshake admits the claimed key; QUIC proves another one
+    conn = await asyncio.wait_for(liar.connect(server.public_key), 10)
+    stream = await conn.open_stream()
+    stream.write(b"let me in")
+    await asyncio.wait_for(conn.wait_closed(), 5)
+    assert conn.close_error is not None
+    assert "differs from the key its handshake claimed" in str(conn.close_error)
+    with pytest.raises(PeerRejectedError):
+        await conn.open_stream()
+    assert seen == [friend]  # the liar's real key never got a firewall call of its own
+    assert server._connections == {} and server._endpoint.connections == []
+    assert liar.get_connection(server.public_key) is None
+
+
+async def test_stream_written_right_after_connect_arrives(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+    stream = await conn.open_stream()  # the server may not have checked our proof yet
+    stream.write(b"first words")
+    stream.write_eof()
+    accepted = await asyncio.wait_for(first_connection(server), 5)
+    assert accepted.remote_public_key == client.public_key
+    incoming = await asyncio.wait_for(accepted.accept_stream(), 5)
+    assert await incoming.read() == b"first words"
+    incoming.write(b"heard you")
+    incoming.write_eof()
+    assert await asyncio.wait_for(stream.read(), 5) == b"heard you"
+    assert conn.is_accepted
+
+
+async def test_direct_dial_is_screened_and_waits_for_accept(make: Callable[..., Any]) -> None:
+    loop = asyncio.get_running_loop()
+    verdicts: dict[bytes, asyncio.Future[bool]] = {}
+    both_asked = asyncio.Event()
+
+    async def firewall(key: bytes) -> bool:
+        verdicts[key] = loop.create_future()
+        if len(verdicts) == 2:
+            both_asked.set()
+        return await verdicts[key]
+
+    server = await make(firewall=firewall)
+    await server.listen()
+    good, bad = await make(), await make()
+    # by address, with no relayed handshake: no ticket, so QUIC asks the firewall
+    dial_good = asyncio.ensure_future(good._endpoint.connect(server.dht.address, server.public_key))
+    dial_bad = asyncio.ensure_future(bad._endpoint.connect(server.dht.address, server.public_key))
+    await asyncio.wait_for(both_asked.wait(), 5)
+    await asyncio.sleep(0.05)
+    assert not dial_good.done() and not dial_bad.done()  # both wait for the verdict
+    verdicts[bad.public_key].set_result(False)
+    verdicts[good.public_key].set_result(True)
+    with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+        await asyncio.wait_for(dial_bad, 5)
+    conn = await asyncio.wait_for(dial_good, 5)
+    assert conn.is_accepted and conn.remote_public_key == server.public_key
+
+
+def test_connect_reply_round_trips() -> None:
+    admission = Admission(bytes(range(16)), 256 * 1024)
+    for reply in (
+        ConnectReply(ReplyStatus.OK, (("127.0.0.1", 5),), admission=admission),
+        ConnectReply(ReplyStatus.REJECTED, reason="rejected by firewall"),
+    ):
+        assert handshake.decode_reply(handshake.encode_reply(reply)) == reply
+    for bad in (Admission(bytes(15), 256 * 1024), Admission(bytes(16), 1)):  # short, tiny
+        wire = handshake.encode_reply(ConnectReply(ReplyStatus.OK, admission=bad))
+        with pytest.raises(DecodeError):
+            handshake.decode_reply(wire)
 
 
 async def test_topic_connects_every_pair_once(make: Callable[..., Any]) -> None:
@@ -282,8 +395,11 @@ async def test_full_server_says_busy(make: Callable[..., Any]) -> None:
     await server.listen()
     first, second = await make(), await make()
     await asyncio.wait_for(first.connect(server.public_key), 10)
-    with pytest.raises(PeerRejectedError, match="too many connections"):
+    await asyncio.wait_for(first_connection(server), 5)
+    dials = quic_dials(second)
+    with pytest.raises(PeerRejectedError, match="refused the handshake: too many connections"):
         await asyncio.wait_for(second.connect(server.public_key), 10)
+    assert dials == []  # refused before any QUIC
 
 
 async def test_wildcard_bound_swarms_meet_over_loopback(bootstrap: list[Address]) -> None:
