@@ -65,7 +65,7 @@ from dht.routing_table import (
     DEFAULT_MAX_PER_IP_PER_BUCKET,
     RoutingTable,
 )
-from dht.rpc import RPC, Pending, ReplyCallback
+from dht.rpc import RPC, Pending, ReplyCallback, wait_reply
 from dht.state_file import load_nodes, save_nodes
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
 from storage.errors import (
@@ -651,28 +651,18 @@ class DHTNode(RequestServer, AsyncResource):
         reply_timeout: float | None = None,
     ) -> Response:
         """:meth:`_call`, awaited."""
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-
-        def done(resp: Response | None, error: BaseException | None) -> None:
-            if not future.done():
-                if resp is None:
-                    future.set_exception(error or ClosedError("the DHT node is closed"))
-                else:
-                    future.set_result(resp)
-
-        call = self._call(
-            addr,
-            command,
-            done,
-            target=target,
-            value=value,
-            token=token,
-            reply_timeout=reply_timeout,
+        return await wait_reply(
+            lambda done: self._call(
+                addr,
+                command,
+                done,
+                target=target,
+                value=value,
+                token=token,
+                reply_timeout=reply_timeout,
+            ),
+            self._cancel,
         )
-        try:
-            return await future
-        finally:
-            self._cancel(call)
 
     def _forget(self, addr: Address) -> None:
         """``addr`` did not answer: drop it from the routing table (a replacement may

@@ -18,6 +18,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from typing import TypeVar
 
 from dht.errors import RequestTimeoutError
 from dht.messages import MAX_TID, Request, Response, encode
@@ -33,6 +34,29 @@ TIMER_SLACK = 0.001
 
 ReplyCallback = Callable[[Response | None, BaseException | None], None]
 """Called once per request: ``(response, None)`` or ``(None, error)``."""
+
+
+H = TypeVar("H")
+
+
+async def wait_reply(start: Callable[[ReplyCallback], H], cancel: Callable[[H], None]) -> Response:
+    """Await a callback-style request: ``start(callback)`` sends it and returns its
+    handle, which is cancelled however the wait ends (a no-op once it answered)."""
+    future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+
+    def done(response: Response | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if response is None:
+            future.set_exception(error or ClosedError("the DHT node is closed"))
+        else:
+            future.set_result(response)
+
+    handle = start(done)
+    try:
+        return await future
+    finally:
+        cancel(handle)
 
 
 class Pending:
@@ -159,32 +183,20 @@ class RPC:
         retries: int | None = None,
     ) -> Response:
         """Send a request and wait for its reply; :class:`RequestTimeoutError` after retries."""
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-
-        def done(response: Response | None, error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                assert response is not None
-                future.set_result(response)
-
-        pending = self.send(
-            address,
-            command,
-            done,
-            id=id,
-            token=token,
-            target=target,
-            value=value,
-            reply_timeout=reply_timeout,
-            retries=retries,
+        return await wait_reply(
+            lambda done: self.send(
+                address,
+                command,
+                done,
+                id=id,
+                token=token,
+                target=target,
+                value=value,
+                reply_timeout=reply_timeout,
+                retries=retries,
+            ),
+            self.cancel,
         )
-        try:
-            return await future
-        finally:
-            self.cancel(pending)
 
     def cancel(self, pending: Pending) -> None:
         """Forget a request: its callback will not run. A no-op once it has run."""

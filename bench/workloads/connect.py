@@ -7,7 +7,9 @@ a fresh client swarm (fresh key pair), so no connection or cache is reused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from bench.stats import percentile
@@ -53,6 +55,16 @@ class _Sink:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def _client(bootstrap: list[tuple[str, int]]) -> AsyncIterator[Any]:
+    """A fresh client swarm, bootstrapped, as the JS side awaits fullyBootstrapped()."""
+    from swarm import Swarm
+
+    async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
+        await client.dht.ready()
+        yield client
+
+
 async def _connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: bytes) -> float:
     """From a lookup result (the server's record) to an open connection.
 
@@ -61,10 +73,7 @@ async def _connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: by
     one way to start from a lookup result, as hyperdht's ``connect(key,
     { relayAddresses })`` does on the JS side).
     """
-    from swarm import Swarm
-
-    async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
-        await client.dht.ready()  # as the JS side awaits node.fullyBootstrapped()
+    async with _client(bootstrap) as client:
         found = None
         async for peer in client.dht.lookup(topic):
             if peer.public_key == key:
@@ -79,10 +88,7 @@ async def _connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: by
 
 async def _connect_key_trial(bootstrap: list[tuple[str, int]], key: bytes) -> float:
     """``Swarm.connect(public_key)``: by key alone, its own lookup included."""
-    from swarm import Swarm
-
-    async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
-        await client.dht.ready()
+    async with _client(bootstrap) as client:
         start = now()
         async with asyncio.timeout(TIMEOUT):
             await client.connect(key)
@@ -90,10 +96,7 @@ async def _connect_key_trial(bootstrap: list[tuple[str, int]], key: bytes) -> fl
 
 
 async def _join_trial(bootstrap: list[tuple[str, int]], topic: bytes) -> float:
-    from swarm import Swarm
-
-    async with Swarm(bootstrap=bootstrap, host=HOST, dht_options=CLIENT) as client:
-        await client.dht.ready()
+    async with _client(bootstrap) as client:
         start = now()
         async with asyncio.timeout(TIMEOUT):
             client.join(topic, server=False, client=True)
