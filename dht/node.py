@@ -935,11 +935,7 @@ class DHTNode(RequestServer, AsyncResource):
         def offer(record: PeerRecord, hop: int) -> None:
             if record.public_key in seen or len(seen) >= MAX_LOOKUP_RESULTS:
                 return
-            try:
-                record.verify(topic)
-            except VerificationError:
-                return
-            if not self._fresh(record.timestamp):
+            if not self._valid(record, topic):
                 return
             seen.add(record.public_key)
             if trace is not None:
@@ -970,6 +966,47 @@ class DHTNode(RequestServer, AsyncResource):
         finally:
             task.cancel()
             await asyncio.wait({task})
+
+    async def find_peer(
+        self, topic: bytes, public_key: bytes
+    ) -> tuple[PeerRecord, Address | None] | None:
+        """The first verified record of ``public_key`` under ``topic`` and the node that
+        answered with it (``None``: our own store), or ``None`` if nobody has one.
+
+        Unlike breaking out of :meth:`lookup`, the query stops within the batch of
+        replies that brought the record, with nothing left to tear down: a dial by key
+        goes on at once, through the node that answered (it holds the announcement,
+        and our token from its reply).
+        """
+        _check_key(topic, "topic")
+        _check_key(public_key, "public key")
+        self._check_open()
+        for record in self.records.lookup(topic, self._now()):
+            if record.public_key == public_key and self._valid(record, topic):
+                return record, None
+        found: list[tuple[PeerRecord, Address]] = []
+        others: set[bytes] = set()  # keys not worth decoding twice
+
+        def on_reply(addr: Address, resp: Response, hop: int) -> None:
+            if found or resp.value is None or resp.error != ErrorCode.OK:
+                return
+            for record in rec.decode_lookup_reply(resp.value, MAX_RECORDS_PER_REPLY, others):
+                if record.public_key != public_key:
+                    others.add(record.public_key)
+                elif self._valid(record, topic):
+                    found.append((record, addr))
+                    return
+
+        await self._query(Command.LOOKUP, topic, on_reply=on_reply, stop=lambda: bool(found))
+        return found[0] if found else None
+
+    def _valid(self, record: PeerRecord, topic: bytes) -> bool:
+        """Whether a record from the wire is signed for ``topic`` and still fresh."""
+        try:
+            record.verify(topic)
+        except VerificationError:
+            return False
+        return self._fresh(record.timestamp)
 
     # -- forwarding ---------------------------------------------------------------------
 

@@ -55,6 +55,10 @@ from swarm.stream import Stream
 log = logging.getLogger(__name__)
 
 CONTROL_STREAM_ID = 0  # the client's first bidirectional stream
+CLIENT_PATH: Address = ("0.0.0.0", 0)
+"""The one network path a client's aioquic connection knows; the connection sends to the
+address it dialed. A client's handshake can thus be built before that address is known
+(``QuicEndpoint.prepare``), and the path the packets take stays ours to choose."""
 _MAX_PINGS = 8
 _MAX_REFUSED_STREAMS = 1024
 
@@ -169,7 +173,8 @@ class Connection(AsyncResource):
 
     @property
     def remote_address(self) -> Address:
-        """Where the peer's packets come from (follows QUIC address changes)."""
+        """The peer's address: the one a client dialed; on the server's side, the one
+        the client's packets come from (it follows QUIC address changes)."""
         return self._remote_address
 
     @property
@@ -311,7 +316,8 @@ class Connection(AsyncResource):
         if self._terminated:
             return
         self.bytes_received += len(data)
-        self._quic.receive_datagram(data, addr, now=self._loop.time())
+        path = CLIENT_PATH if self._is_initiator else addr
+        self._quic.receive_datagram(data, path, now=self._loop.time())
         self._process_events()
         # the socket hands over a burst of datagrams in one callback: answer (ACKs,
         # more data) once after all of them, not once per datagram
@@ -329,8 +335,9 @@ class Connection(AsyncResource):
             return
         for data, addr in self._quic.datagrams_to_send(now=self._loop.time()):
             self.bytes_sent += len(data)
-            # aioquic sends on the validated path: that is the peer's address
-            self._remote_address = (str(addr[0]), int(addr[1]))
+            if not self._is_initiator:
+                # aioquic sends on the validated path: the client's current address
+                self._remote_address = (str(addr[0]), int(addr[1]))
             self._host._send_datagram(data, self._remote_address)
         self._arm_timer()
         if self._acked_waiter is not None and self._sent_data_acknowledged():

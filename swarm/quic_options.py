@@ -10,10 +10,8 @@ from aioquic.quic.packet import QuicProtocolVersion
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dht.transport import Address
 from swarm import jumbo_quic
 from swarm.control import MIN_WINDOW
-from swarm.local_host import is_this_host
 
 ALPN = "peerswarm/1"
 VERSIONS = (QuicProtocolVersion.VERSION_1,)
@@ -67,17 +65,18 @@ def quic_configuration(
     options: QuicOptions,
     *,
     is_client: bool,
-    remote: Address,
+    local: bool,
     certificate: x509.Certificate,
     private_key: Ed25519PrivateKey,
 ) -> QuicConfiguration:
-    """An aioquic configuration for one connection to or from ``remote``.
+    """An aioquic configuration for connections with peers on this host (``local``:
+    loopback-sized datagrams) or elsewhere.
 
     Certificate chains are not verified (``CERT_NONE``): peers are authenticated by
     pinning the certificate's key to the expected identity, see ``swarm.connection``.
     Both sides present a certificate; only the server's is seen by aioquic.
     """
-    size = options.loopback_datagram_size if is_this_host(remote) else options.max_datagram_size
+    size = options.loopback_datagram_size if local else options.max_datagram_size
     if not jumbo_quic.SUPPORTED:  # pragma: no cover - another aioquic: one frame per packet
         size = min(size, jumbo_quic.SMALL_DATAGRAM_LIMIT)
     return QuicConfiguration(

@@ -116,6 +116,7 @@ class Swarm(AsyncResource):
         )
         self._connections: dict[bytes, Connection] = {}
         self._connecting: dict[bytes, asyncio.Task[Connection]] = {}
+        self._dial_waiters: dict[bytes, list[asyncio.Future[Connection]]] = {}
         self._discoveries: dict[bytes, tuple[Discovery, asyncio.Task[None]]] = {}
         self._kept_peers: dict[bytes, asyncio.Task[None]] = {}
         self._peers: dict[bytes, PeerInfo] = {}
@@ -137,6 +138,8 @@ class Swarm(AsyncResource):
         await self.dht.start()
         self.dht.add_datagram_handler(QUIC_FIRST, QUIC_LAST, self._endpoint.datagram_received)
         self.dht.on_forward(self._on_forward)
+        # a socket bound to loopback only ever reaches peers on this host
+        self._endpoint.prepare(_is_loopback(self.dht.address))
 
     async def close(self) -> None:
         """Leave everything: cancel our tasks, close connections (peers are told), DHT."""
@@ -220,7 +223,20 @@ class Swarm(AsyncResource):
             raise InvalidArgumentError("cannot connect to ourselves")
         if (conn := self.get_connection(public_key)) is not None:
             return conn
-        return await asyncio.shield(self._dial_once(public_key, None))
+        # Our own future, not the shared dial task: cancelling this call leaves the dial
+        # to whoever else waits for it; the dial resolves it the moment it has the
+        # connection (a shield would take two more turns of the event loop).
+        waiter: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        waiters = self._dial_waiters.setdefault(public_key, [])
+        waiters.append(waiter)
+        try:
+            self._dial_once(public_key, None)
+            return await waiter
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._dial_waiters.get(public_key) is waiters:
+                del self._dial_waiters[public_key]
 
     def join(self, topic: bytes, server: bool = True, client: bool = True) -> Discovery:
         """Announce ``topic`` (server) and/or connect to everyone announcing it (client)."""
@@ -301,49 +317,74 @@ class Swarm(AsyncResource):
     def _dial_once(self, public_key: bytes, record: PeerRecord | None) -> asyncio.Task[Connection]:
         """One dial per key at a time: a second caller shares the first one's attempt."""
         task = self._connecting.get(public_key)
-        if task is None:
+        if task is None or task.done():  # done: its callbacks have yet to forget it
             self._peer(public_key).attempts += 1
-            coro = self._connect_key(public_key) if record is None else self._connect_record(record)
-            task = self._spawn(coro)
+            task = self._spawn(self._attempt(public_key, record))
             self._connecting[public_key] = task
 
             def done(t: asyncio.Task[Connection]) -> None:
                 if self._connecting.get(public_key) is t:
                     del self._connecting[public_key]
+                if t.cancelled():  # maybe before it ran: tell connect()'s callers now
+                    self._tell(public_key, None, ClosedError("swarm closed while connecting"))
 
             task.add_done_callback(done)
             task.add_done_callback(_log_failure)
         return task
 
+    async def _attempt(self, public_key: bytes, record: PeerRecord | None) -> Connection:
+        """One dial (by key, or from a lookup's record); tells :meth:`connect`'s callers
+        as soon as it is over, not a turn of the event loop later (cancelled: its task's
+        done callback tells them: only :meth:`close` cancels a dial)."""
+        try:
+            if record is None:
+                conn = await self._connect_key(public_key)
+            else:
+                conn = await self._connect_record(record)
+        except Exception as e:
+            self._tell(public_key, None, e)
+            raise
+        self._tell(public_key, conn, None)
+        return conn
+
+    def _tell(self, public_key: bytes, conn: Connection | None, error: Exception | None) -> None:
+        """Resolve the :meth:`connect` calls waiting for a dial to ``public_key``."""
+        for waiter in self._dial_waiters.get(public_key, ()):
+            if waiter.done():
+                continue
+            if conn is not None:
+                waiter.set_result(conn)
+            else:
+                waiter.set_exception(error or ClosedError("dial ended without a connection"))
+
     async def _connect_key(self, public_key: bytes) -> Connection:
-        # A lookup yields one record per key, so the first one for ours is all it can
-        # give: stop the query there rather than let it run on beside the dial.
-        found: PeerRecord | None = None
-        async with contextlib.aclosing(self.dht.lookup(key_topic(public_key))) as records:
-            async for record in records:
-                if record.public_key == public_key:
-                    found = record
-                    break
+        # The first record of the key is all a lookup can give: the query stops there
+        # and the handshake goes through the node that just answered with it.
+        found = await self.dht.find_peer(key_topic(public_key), public_key)
         if found is None:
             raise PeerNotFoundError(f"no announcement of {public_key.hex()} on the DHT")
-        return await self._connect_record(found)
+        record, holder = found
+        return await self._connect_record(record, holder)
 
-    async def _connect_record(self, record: PeerRecord) -> Connection:
-        reply = await self._handshake(record)
+    async def _connect_record(
+        self, record: PeerRecord, holder: Address | None = None
+    ) -> Connection:
+        reply = await self._handshake(record, holder)
         if reply.status != ReplyStatus.OK:
             raise PeerRejectedError(
                 f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
             )
         return await self._dial(record.public_key, reply.addresses, reply.admission)
 
-    async def _handshake(self, record: PeerRecord) -> ConnectReply:
+    async def _handshake(self, record: PeerRecord, holder: Address | None = None) -> ConnectReply:
         """Send the handshake through one of the record's relays; first answer wins.
 
-        Relays that answered us lately (we hold their token, so no extra round trip
-        for one) go first. The next relay is asked as soon as one fails, or when none
-        answered within :data:`HANDSHAKE_HEDGE` (the others keep going): a healthy
-        network forwards each handshake once, a dead relay costs a fraction of a
-        second rather than a timeout.
+        ``holder``, a node that just gave us the record (so it holds the announcement
+        and we its token), goes first, then relays that answered us lately (we hold
+        their token, so no extra round trip for one). The next relay is asked as soon
+        as one fails, or when none answered within :data:`HANDSHAKE_HEDGE` (the others
+        keep going): a healthy network forwards each handshake once, a dead relay
+        costs a fraction of a second rather than a timeout.
         """
         request = handshake.encode_request(
             ConnectRequest(self.public_key, record.public_key, tuple(self._addresses()))
@@ -355,6 +396,8 @@ class Swarm(AsyncResource):
         relays = sorted(
             dict.fromkeys(record.relay_addresses), key=lambda a: not self.dht.has_token(a)
         )
+        if holder is not None:
+            relays = [holder, *(a for a in relays if a != holder)]
         attempts: set[asyncio.Future[ConnectReply]] = set()
         last: BaseException | None = None
         try:

@@ -72,6 +72,37 @@ async def test_lookup_streams_and_stops_when_the_consumer_does() -> None:
         assert not client._tasks  # closing the iterator stopped its query
 
 
+async def test_find_peer_stops_at_the_key_and_names_the_node_holding_it() -> None:
+    async with testnet(size=30, **FAST) as net:
+        wanted, other = KeyPair.generate(), KeyPair.generate()
+        await net.nodes[3].announce(TOPIC, other)
+        await net.nodes[4].announce(TOPIC, wanted)
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as client:
+            sent = client._rpc.sent
+            found = await client.find_peer(TOPIC, wanted.public_key)
+            asked = client._rpc.sent - sent
+            assert found is not None
+            record, holder = found
+            assert record.public_key == wanted.public_key
+            record.verify(TOPIC)
+            by_address = {n.address: n for n in net.nodes}
+            assert holder is not None and holder in by_address  # a node that stores it
+            assert by_address[holder].records.lookup(TOPIC, by_address[holder]._now())
+            sent = client._rpc.sent
+            full = [r async for r in client.lookup(TOPIC)]
+            assert len(full) == 2
+            assert 0 < asked < client._rpc.sent - sent  # it stopped at the record
+            assert await client.find_peer(TOPIC, KeyPair.generate().public_key) is None
+            assert not client._tasks
+        # a node that stores the record answers from its own store, without a query
+        node = by_address[holder]
+        sent = node._rpc.sent
+        assert await node.find_peer(TOPIC, wanted.public_key) == (record, None)
+        assert node._rpc.sent == sent
+        with pytest.raises(InvalidArgumentError):
+            await node.find_peer(TOPIC, b"short")
+
+
 async def test_records_expire_without_refresh() -> None:
     async with (
         testnet(size=6, record_ttl=0.6, **FAST) as net,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -11,7 +12,7 @@ from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 
 from storage.errors import PeerswarmError
 from storage.keypair import KeyPair
-from swarm import control
+from swarm import control, quic_endpoint
 from swarm.admission import Admission, Redemption, Tickets
 from swarm.connection import Connection
 from swarm.errors import (
@@ -102,8 +103,13 @@ class ReplayingConnection(Connection):
         return self.stolen
 
 
-async def test_handshake_runs_in_small_datagrams_then_goes_jumbo(peers: list[Peer]) -> None:
+@pytest.mark.parametrize("prepared", [False, True])
+async def test_handshake_runs_in_small_datagrams_then_goes_jumbo(
+    peers: list[Peer], prepared: bool
+) -> None:
     server, client = await start(peers), await start(peers)
+    if prepared:
+        client.endpoint.prepare(True)
     sizes: list[int] = []
     send = client.node._send
 
@@ -449,3 +455,52 @@ def test_tickets_expire_are_bounded_and_only_the_right_key_spends_them() -> None
     late = tickets.issue(bob, now=5.0)
     assert tickets.redeem(late, bob, now=15.5) is Redemption.UNKNOWN  # expired
     assert len(tickets) == 0
+
+
+async def test_prepared_handshake_serves_the_next_dial_then_is_replaced(
+    peers: list[Peer],
+) -> None:
+    server, client = await start(peers), await start(peers)
+    endpoint = client.endpoint
+    endpoint.prepare(True)
+    prepared = endpoint._prepared[True][0]  # built before any address is known
+
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    assert conn._quic is prepared
+    assert conn.remote_address == server.node.address
+    assert True not in endpoint._prepared
+    await asyncio.sleep(quic_endpoint.PREPARE_DELAY * 3)
+    following = endpoint._prepared[True][0]
+    assert following is not prepared
+
+    again = await client.node.connect(server.node.address, server.node.public_key)
+    assert again._quic is following
+    for c in (conn, again):
+        stream = await c.open_stream()
+        stream.write(b"hello")
+        stream.write_eof()
+        incoming = await (await server.accepted.get()).accept_stream()
+        assert await incoming.read() == b"hello"
+
+
+async def test_stale_or_outdated_prepared_handshake_is_not_used(
+    peers: list[Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, client = await start(peers), await start(peers)
+    endpoint = client.endpoint
+    monkeypatch.setattr(quic_endpoint, "PREPARED_TTL", 0.05)
+    endpoint.prepare(True)
+    stale = endpoint._prepared[True][0]
+    await asyncio.sleep(0.1)
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    assert conn._quic is not stale
+    assert conn.is_established
+
+    monkeypatch.setattr(quic_endpoint, "PREPARED_TTL", 30.0)
+    endpoint._prepared.clear()
+    endpoint.prepare(True)
+    outdated = endpoint._prepared[True][0]
+    endpoint.options = dataclasses.replace(FAST, keepalive=0.25)  # built under old options
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    assert conn._quic is not outdated
+    assert conn.is_established

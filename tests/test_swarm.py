@@ -16,7 +16,7 @@ from dht.node import DHTNode
 from dht.records import PeerRecord
 from dht.testnet import testnet
 from dht.transport import Address
-from storage.errors import DecodeError
+from storage.errors import ClosedError, DecodeError
 from storage.keypair import KeyPair
 from swarm import Swarm, handshake
 from swarm.admission import Admission
@@ -110,6 +110,51 @@ async def test_concurrent_first_connects_share_one_dial(make: Callable[..., Any]
     )
     assert len({id(c) for c in conns}) == 1
     assert len(server._endpoint.connections) == 1
+
+
+async def test_a_cancelled_connect_leaves_the_shared_dial_to_the_others(
+    make: Callable[..., Any],
+) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    first = asyncio.ensure_future(client.connect(server.public_key))
+    second = asyncio.ensure_future(client.connect(server.public_key))
+    await asyncio.sleep(0)
+    first.cancel()
+    conn = await asyncio.wait_for(second, 10)
+    assert first.cancelled()
+    assert conn.is_established and conn.remote_public_key == server.public_key
+    assert not client._dial_waiters
+
+
+async def test_connect_during_close_raises_closed(make: Callable[..., Any]) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    dialing = asyncio.ensure_future(client.connect(server.public_key))
+    await asyncio.sleep(0)
+    await client.close()
+    with pytest.raises(ClosedError):
+        await asyncio.wait_for(dialing, 5)
+
+
+async def test_connect_by_key_handshakes_through_the_node_that_answered(
+    make: Callable[..., Any],
+) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    relays_used: list[Address] = []
+    forward = client.dht.forward
+
+    async def recording(via: Address, key: bytes, payload: bytes) -> bytes:
+        relays_used.append(via)
+        return await forward(via, key, payload)
+
+    client.dht.forward = recording  # type: ignore[method-assign]
+    found = await client.dht.find_peer(key_topic(server.public_key), server.public_key)
+    assert found is not None and found[1] is not None
+    await asyncio.wait_for(client.connect(server.public_key), 10)
+    assert len(relays_used) == 1  # one relay, asked once: it held the announcement
+    assert client.dht.has_token(relays_used[0])
 
 
 async def test_handshake_gets_past_dead_and_unknowing_relays(make: Callable[..., Any]) -> None:
