@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
@@ -42,7 +42,7 @@ from storage.errors import (
 )
 from storage.resource import AsyncResource
 
-__all__ = ["Bee", "Change", "Diff", "Entry", "Update"]
+__all__ = ["Bee", "Change", "Diff", "Entry", "Update", "Watch"]
 
 SEPARATOR = b"\x00"
 DEFAULT_MAX_KEYS = 64
@@ -341,32 +341,18 @@ class Bee(AsyncResource):
             if count == limit:
                 return
 
-    async def watch(
-        self, gte: Any = None, gt: Any = None, lte: Any = None, lt: Any = None
-    ) -> AsyncIterator[Update]:
-        """Yield ``Update(current, previous)`` views each time keys in the range change.
+    def watch(self, gte: Any = None, gt: Any = None, lte: Any = None, lt: Any = None) -> Watch:
+        """Updates ``(current, previous)`` each time keys in the range change.
 
-        Driven by the core's append notifications, so writes that arrive by replication
-        wake it too. Bursts are coalesced: one update may cover several writes. After a
-        truncation of the core both views are the truncated version.
+        Iterate it with ``async for``. Driven by the core's append notifications, so
+        writes that arrive by replication wake it too. Bursts are coalesced: one update
+        may cover several writes. After a truncation of the core both views are the
+        truncated version. Changes count from the version when iteration starts, or
+        when :meth:`Watch.ready` returns, whichever comes first.
         """
         if self._checkout is not None:
             raise InvalidArgumentError("watch the live database, not a checkout")
-        bounds = self._bounds(gte, gt, lte, lt)
-        await self._ready()
-        with self._waker() as changed:
-            previous = self.version
-            while not self._life.closed:
-                changed.clear()
-                current = self.version
-                if current == previous:
-                    await changed.wait()
-                    continue
-                if current < previous:  # truncated: the old blocks are gone, nothing to diff
-                    yield Update(self._derive(_checkout=current), self._derive(_checkout=current))
-                elif await self._changed(previous, current, bounds):
-                    yield Update(self._derive(_checkout=current), self._derive(_checkout=previous))
-                previous = current
+        return Watch(self, self._bounds(gte, gt, lte, lt))
 
     # -- internals -------------------------------------------------------------------------
 
@@ -469,3 +455,46 @@ class Bee(AsyncResource):
         elif lt is not None:
             high = self._encode_key(lt)
         return low, low_inclusive, high, high_inclusive
+
+
+class Watch:
+    """An async iterator of :class:`Update`: what :meth:`Bee.watch` returns."""
+
+    def __init__(self, bee: Bee, bounds: Bounds) -> None:
+        self._bee = bee
+        self._bounds = bounds
+        self._since: int | None = None
+        self._updates = self._run()
+
+    async def ready(self) -> None:
+        """Fix the version changes count from: a write after this is seen."""
+        if self._since is None:
+            await self._bee._ready()
+            self._since = self._bee.version
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> Update:
+        return await anext(self._updates)
+
+    async def aclose(self) -> None:
+        await self._updates.aclose()
+
+    async def _run(self) -> AsyncGenerator[Update, None]:
+        await self.ready()
+        bee = self._bee
+        with bee._waker() as changed:
+            previous = self._since
+            assert previous is not None
+            while not bee._life.closed:
+                changed.clear()
+                current = bee.version
+                if current == previous:
+                    await changed.wait()
+                    continue
+                if current < previous:  # truncated: the old blocks are gone, nothing to diff
+                    yield Update(bee._derive(_checkout=current), bee._derive(_checkout=current))
+                elif await bee._changed(previous, current, self._bounds):
+                    yield Update(bee._derive(_checkout=current), bee._derive(_checkout=previous))
+                previous = current

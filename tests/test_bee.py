@@ -412,13 +412,15 @@ async def test_watch_wakes_only_on_changes_in_its_range(store: Store) -> None:
     updates: list[tuple[int, int]] = []
     seen = asyncio.Event()
 
+    watching = db.watch(gte="m", lt="n")
+
     async def watch() -> None:
-        async for current, previous in db.watch(gte="m", lt="n"):
+        async for current, previous in watching:
             updates.append((current.version, previous.version))
             seen.set()
 
+    await watching.ready()  # changes count from here, however late the task starts
     task = asyncio.create_task(watch())
-    await asyncio.sleep(0.01)
     await db.put("a", 1)  # outside the range
     await db.put("z", 1)
     await db.put("m1", 1)  # inside
@@ -437,6 +439,21 @@ async def test_watch_wakes_only_on_changes_in_its_range(store: Store) -> None:
     await asyncio.wait_for(task, 5)
     with pytest.raises(ClosedError):
         await db.get("a")
+
+
+async def test_a_ready_watch_sees_writes_made_before_it_is_iterated(store: Store) -> None:
+    db = await open_bee(store)
+    await db.put("a", 0)
+    watching = db.watch()
+    await watching.ready()
+    before = db.version
+    await db.put("b", 1)  # nobody iterates yet
+    update = await asyncio.wait_for(anext(watching), 5)
+    assert (update.current.version, update.previous.version) == (db.version, before)
+    assert await update.current.get("b") is not None and await update.previous.get("b") is None
+    await watching.aclose()
+    with pytest.raises(InvalidArgumentError):
+        db.checkout(1).watch()
 
 
 async def test_watch_and_reads_on_a_replica_fed_by_proofs(tmp_path: Path) -> None:
@@ -469,13 +486,15 @@ async def test_watch_and_reads_on_a_replica_fed_by_proofs(tmp_path: Path) -> Non
         woke = asyncio.Event()
         got: list[Update] = []
 
+        watching = replica.watch(gte="new")
+
         async def watch() -> None:
-            async for update in replica.watch(gte="new"):
+            async for update in watching:
                 got.append(update)
                 woke.set()
 
+        await watching.ready()
         task = asyncio.create_task(watch())
-        await asyncio.sleep(0.01)
         await writer.put("new", 1)
         for seq in range(replica_core.length, writer_core.length):
             await replica_core.put_verified(writer_core.proof(seq))
