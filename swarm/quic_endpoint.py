@@ -170,7 +170,7 @@ class QuicEndpoint:
         """A client connection for a dial now: the prepared one if still fresh."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        self._configuration(True, local)  # new options drop what was prepared under old
+        self._check_options()
         prepared = self._prepared.pop(local, None)
         if not self._closed and self._preparing is None:
             self._preparing = loop.call_later(PREPARE_DELAY, self._prepare_next, local)
@@ -278,10 +278,7 @@ class QuicEndpoint:
         """The aioquic configuration for a connection with a peer on this host
         (``local``) or not: one per role and kind of path, built once (aioquic only
         reads it), so a handshake does not."""
-        if self._configured is not self.options:  # options replaced: start over
-            self._configurations.clear()
-            self._prepared.clear()
-            self._configured = self.options
+        self._check_options()
         key = (is_client, local)
         configuration = self._configurations.get(key)
         if configuration is None:
@@ -293,6 +290,13 @@ class QuicEndpoint:
                 private_key=self._private_key,
             )
         return configuration
+
+    def _check_options(self) -> None:
+        """Options replaced: drop configurations and handshakes built under the old ones."""
+        if self._configured is not self.options:
+            self._configurations.clear()
+            self._prepared.clear()
+            self._configured = self.options
 
     # -- ConnectionHost ------------------------------------------------------------
 

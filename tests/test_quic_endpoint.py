@@ -464,12 +464,20 @@ async def test_prepared_handshake_serves_the_next_dial_then_is_replaced(
     endpoint = client.endpoint
     endpoint.prepare(True)
     prepared = endpoint._prepared[True][0]  # built before any address is known
+    prepared_again = asyncio.Event()
+    prepare = endpoint.prepare
+
+    def recording(local: bool) -> None:
+        prepare(local)
+        prepared_again.set()
+
+    endpoint.prepare = recording  # type: ignore[method-assign]
 
     conn = await client.node.connect(server.node.address, server.node.public_key)
     assert conn._quic is prepared
     assert conn.remote_address == server.node.address
     assert True not in endpoint._prepared
-    await asyncio.sleep(quic_endpoint.PREPARE_DELAY * 3)
+    await asyncio.wait_for(prepared_again.wait(), 5)  # on a timer, out of the dial's way
     following = endpoint._prepared[True][0]
     assert following is not prepared
 
