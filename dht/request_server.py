@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ForwardHandler = Callable[[bytes, Address], Awaitable[bytes]]
 
-MAX_FORWARD_PAYLOAD = 1200
-"""Largest forwarded payload (and reply): one datagram, with headers, under 1400 bytes."""
+MAX_FORWARD_PAYLOAD = 1400
+"""Largest forwarded payload (and reply). A connect handshake carries one QUIC datagram
+of the minimum size (1200 bytes) each way (``swarm.handshake``); with the DHT's headers
+a relayed message stays under 1472 bytes, what one datagram carries on a 1500-byte MTU."""
 MAX_RECORDS_PER_REPLY = 10
 """A lookup reply carries at most this many records (a random sample when more)."""
 UNAUTHENTICATED_REPLY_BUDGET = 600
@@ -104,7 +106,7 @@ class RequestServer:
             self._saw_node(req.id, addr)
         authenticated = self._tokens.check(addr[0], req.token)
         if req.command in (Command.FORWARD, Command.FORWARDED):
-            self._serve_async(req, addr, authenticated)
+            self._serve_async(req, addr, authenticated, size)
             return
         try:
             error, nodes, value = self._serve(req, addr, authenticated)
@@ -217,19 +219,19 @@ class RequestServer:
         now_ms = self._clock() * 1000
         return now_ms - self.record_ttl * 1000 <= timestamp_ms <= now_ms + MAX_CLOCK_SKEW * 1000
 
-    def _serve_async(self, req: Request, addr: Address, authenticated: bool) -> None:
+    def _serve_async(self, req: Request, addr: Address, authenticated: bool, size: int) -> None:
         key = (addr, req.tid)
         if key in self._serving:
             return  # a retransmission of a request we are still serving
-        if authenticated and self._resend_forward_reply(key, req):
+        if self._resend_forward_reply(key, req):
             return  # a retransmission of one we served: its reply was lost
         if len(self._serving) >= MAX_CONCURRENT_FORWARDS:
             self._reply(req, addr, ErrorCode.FORWARD_FAILED, [], None, authenticated, 0)
             return
-        if not authenticated:  # replies may be large: the sender must prove its address
-            self._reply(req, addr, ErrorCode.TOKEN_REQUIRED, [], None, authenticated, 0)
-            return
         if req.command == Command.FORWARD:
+            if not authenticated:  # we would work for it: it must prove its address
+                self._reply(req, addr, ErrorCode.TOKEN_REQUIRED, [], None, authenticated, 0)
+                return
             target = req.target
             source = None if target is None else self.records.source_of(target, self._now())
             if target is None or source is None:
@@ -240,7 +242,11 @@ class RequestServer:
                 return
             coro = self._relay_forward(req, addr, source, target, req.value)
         else:
-            coro = self._handle_forwarded(req, addr)
+            # A relay seldom holds a token of the peer it forwards to (peers announce
+            # to relays, relays do not query them), and asking for one would cost a
+            # round trip per connect. The reply's size budget (3x the request) keeps
+            # an unauthenticated one from amplifying; over it, TOKEN_REQUIRED comes back.
+            coro = self._handle_forwarded(req, addr, authenticated, size)
         self._serving.add(key)
         task = self._spawn(coro)
         task.add_done_callback(lambda _: self._serving.discard(key))
@@ -266,7 +272,9 @@ class RequestServer:
             req, client, self._reply(req, client, error, [], value, True, 0)
         )
 
-    async def _handle_forwarded(self, req: Request, relay: Address) -> None:
+    async def _handle_forwarded(
+        self, req: Request, relay: Address, authenticated: bool, size: int
+    ) -> None:
         handler = self._forward_handler
         value: bytes | None = None
         if handler is None:
@@ -284,7 +292,8 @@ class RequestServer:
             except Exception as e:  # the app's handler failed: tell the client, stay up
                 log.debug("forward handler failed: %r", e)
                 error = ErrorCode.FORWARD_FAILED
-        self._remember_forward_reply(req, relay, self._reply(req, relay, error, [], value, True, 0))
+        reply = self._reply(req, relay, error, [], value, authenticated, size)
+        self._remember_forward_reply(req, relay, reply)
 
     @staticmethod
     def _digest(req: Request) -> bytes:

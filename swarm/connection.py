@@ -161,6 +161,7 @@ class Connection(AsyncResource):
         self._rtt: float | None = None
         self.bytes_received = 0
         self.bytes_sent = 0
+        self._early_answer = b""  # a server's first flight, sent back through a relay
 
     # -- public API ------------------------------------------------------------
 
@@ -304,7 +305,6 @@ class Connection(AsyncResource):
         if self._handshake_error is not None:
             raise self._handshake_error
 
-
     def __repr__(self) -> str:
         key = self._remote_key.hex()[:16] if self._remote_key else "?"
         role = "initiator" if self._is_initiator else "responder"
@@ -322,6 +322,27 @@ class Connection(AsyncResource):
         # the socket hands over a burst of datagrams in one callback: answer (ACKs,
         # more data) once after all of them, not once per datagram
         self._transmit_soon()
+
+    def _take_flight(self, *, arm: bool) -> list[bytes]:
+        """What aioquic would send now, handed to the caller instead: it travels inside
+        a relayed handshake. ``arm``: run the loss timer as if it had been sent, so a
+        flight lost on the way is repaired by retransmission straight to the peer."""
+        if self._transmit_handle is not None:
+            self._transmit_handle.cancel()
+            self._transmit_handle = None
+        flight = [data for data, _ in self._quic.datagrams_to_send(now=self._loop.time())]
+        self.bytes_sent += sum(map(len, flight))
+        if arm:
+            self._arm_timer()
+        return flight
+
+    def _resume(self, addr: Address, admission: Admission | None) -> None:
+        """An early dial (``QuicEndpoint.dial_early``) learned where the server is and,
+        from the relayed handshake, its admission: from here on it is any dial."""
+        self._remote_address = addr
+        if admission is not None:
+            self._ticket = admission.ticket
+            self._peer_window = admission.window
 
     def _transmit_soon(self) -> None:
         if self._transmit_handle is None and not self._terminated:
@@ -411,6 +432,7 @@ class Connection(AsyncResource):
 
     def _on_handshake_completed(self) -> None:
         self._sample_rtt(self._loop.time() - self._started_at)
+        self._early_answer = b""
         try:
             self._binding = channel_binding(self._quic)
             if self._is_initiator:

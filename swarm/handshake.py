@@ -26,10 +26,13 @@ from swarm.admission import TICKET_SIZE, Admission
 
 REQUEST_TAG = 0x51
 REPLY_TAG = 0x52
-VERSION = 2
+VERSION = 3
 MAX_ADDRESSES = 8
 MAX_REASON = 64
-MAX_SIZE = 1024
+MAX_FLIGHT = 1280
+"""Largest QUIC flight carried either way: one datagram of QUIC's minimum size (1200),
+which is what a client Initial and a server's first answer are padded to."""
+MAX_SIZE = 1400
 
 
 class ReplyStatus(enum.IntEnum):
@@ -47,6 +50,7 @@ class ConnectRequest:
     client_key: bytes
     server_key: bytes
     addresses: tuple[Address, ...] = ()
+    quic: bytes = b""  # the client's first QUIC datagram, or nothing
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,12 @@ class ConnectReply:
     addresses: tuple[Address, ...] = ()
     reason: str = ""
     admission: Admission | None = None
+    quic: bytes = b""  # the server's answer to the request's QUIC datagram, or nothing
 
 
 def encode_request(request: ConnectRequest) -> bytes:
     addresses = [wire.pack_address(a) for a in request.addresses[:MAX_ADDRESSES]]
-    body = wire.pack([VERSION, request.client_key, request.server_key, addresses])
+    body = wire.pack([VERSION, request.client_key, request.server_key, addresses, request.quic])
     return bytes([REQUEST_TAG]) + body
 
 
@@ -69,7 +74,8 @@ def encode_reply(reply: ConnectReply) -> bytes:
     addresses = [wire.pack_address(a) for a in reply.addresses[:MAX_ADDRESSES]]
     admission = reply.admission
     ticket, window = (admission.ticket, admission.window) if admission else (None, 0)
-    fields = [VERSION, int(reply.status), addresses, reply.reason[:MAX_REASON], ticket, window]
+    reason = reply.reason[:MAX_REASON]
+    fields = [VERSION, int(reply.status), addresses, reason, ticket, window, reply.quic]
     return bytes([REPLY_TAG]) + wire.pack(fields)
 
 
@@ -84,17 +90,18 @@ def _fields(data: bytes, tag: int, count: int) -> list[Any]:
 
 def decode_request(data: bytes) -> ConnectRequest:
     """Parse a request; :class:`DecodeError` on anything malformed."""
-    _, client_key, server_key, addresses = _fields(data, REQUEST_TAG, 4)
+    _, client_key, server_key, addresses, quic = _fields(data, REQUEST_TAG, 5)
     return ConnectRequest(
         wire.binary(client_key, PUBLIC_KEY_SIZE),
         wire.binary(server_key, PUBLIC_KEY_SIZE),
         tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)),
+        wire.binary(quic, max_size=MAX_FLIGHT),
     )
 
 
 def decode_reply(data: bytes) -> ConnectReply:
     """Parse a reply; :class:`DecodeError` on anything malformed."""
-    _, status, addresses, reason, ticket, window = _fields(data, REPLY_TAG, 6)
+    _, status, addresses, reason, ticket, window, quic = _fields(data, REPLY_TAG, 7)
     try:
         parsed_status = ReplyStatus(wire.integer(status, 0, 255))
     except ValueError as e:
@@ -108,5 +115,9 @@ def decode_reply(data: bytes) -> ConnectReply:
             control.check_window(wire.integer(window)),
         )
     return ConnectReply(
-        parsed_status, tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)), reason, admission
+        parsed_status,
+        tuple(wire.unpack_addresses(addresses, MAX_ADDRESSES)),
+        reason,
+        admission,
+        wire.binary(quic, max_size=MAX_FLIGHT),
     )

@@ -5,7 +5,9 @@ The endpoint owns no socket: it is given a ``send(data, addr)`` callable and fed
 0x40–0xFF, see docs/architecture.md) or on any transport in tests. Incoming
 datagrams go to a connection by destination connection id; an unknown id in a
 full-size Initial packet starts a new server-side connection when the endpoint
-accepts, within a cap on handshakes in progress.
+accepts, within a cap on handshakes in progress. A client's first datagram may also
+come inside a relayed handshake, and the answer go back the same way
+(:meth:`QuicEndpoint.dial_early`, :meth:`QuicEndpoint.accept_early`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aioquic._buffer import Buffer
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
@@ -47,6 +50,19 @@ handshake is built, so a prepared one is built as of its last usable moment (its
 flight may idle up to this much longer; the handshake timeout still bounds it)."""
 PREPARE_DELAY = 0.1
 """Seconds after a dial before the next one's handshake is prepared, out of its way."""
+MAX_EARLY_DATAGRAM = 1280
+"""Largest first-flight datagram handed over to travel through a relay (QUIC pads a
+handshake's first datagrams to 1200 bytes; ``swarm.handshake.MAX_FLIGHT``)."""
+
+
+@dataclass(frozen=True)
+class EarlyDial:
+    """A dial begun before the server's address is known: its first datagram (the
+    client's Initial) travels inside the relayed handshake (:meth:`QuicEndpoint.dial_early`)."""
+
+    connection: Connection
+    initial: bytes
+    local: bool  # built for a peer on this host (loopback-sized datagrams once it runs)
 
 
 class QuicEndpoint:
@@ -114,7 +130,13 @@ class QuicEndpoint:
             self._terminated(conn)
 
     async def connect(
-        self, addr: Address, public_key: bytes, *, admission: Admission | None = None
+        self,
+        addr: Address,
+        public_key: bytes,
+        *,
+        admission: Admission | None = None,
+        early: EarlyDial | None = None,
+        answer: bytes = b"",
     ) -> Connection:
         """Dial ``addr`` and return the connection once the peer proved ``public_key``
         and accepted us.
@@ -127,23 +149,22 @@ class QuicEndpoint:
         refuses us, and :class:`~swarm.errors.HandshakeError` on other failures,
         including no answer within ``options.handshake_timeout`` (wrap in
         ``asyncio.timeout`` for less).
+
+        ``early`` continues a :meth:`dial_early` instead of starting a dial, with
+        ``answer``, the server's reply to its Initial that came back through the relay
+        (empty: the Initial is sent to ``addr`` now).
         """
-        if self._closed:
-            raise ClosedError("endpoint is closed")
-        if len(public_key) != PUBLIC_KEY_SIZE:
-            raise ValueError(f"a public key is {PUBLIC_KEY_SIZE} bytes")
-        quic = self._client(is_this_host(addr))
-        conn = self.connection_class(
-            quic,
-            self,
-            key_pair=self.key_pair,
-            options=self.options,
-            remote_address=addr,
-            is_initiator=True,
-            expected_key=public_key,
-            admission=admission,
-        )
-        self._register_cid(quic.host_cid, conn)
+        if early is None:
+            conn = self._client_connection(public_key, addr, is_this_host(addr), admission)
+        else:
+            if self._closed:
+                raise ClosedError("endpoint is closed")
+            conn = early.connection
+            conn._resume(addr, admission)
+            if answer:
+                conn._datagram_received(answer, addr)
+            else:  # the server did not take our Initial from the relay: it gets it now
+                self._send_datagram(early.initial, addr)
         conn._transmit()
         try:
             await conn.wait_established()
@@ -151,6 +172,75 @@ class QuicEndpoint:
             await conn.close("connect abandoned")
             raise
         return conn
+
+    def dial_early(self, public_key: bytes, *, local: bool) -> EarlyDial | None:
+        """Begin a dial to ``public_key`` before its address is known: the returned
+        Initial goes to the server inside the relayed handshake, and :meth:`connect`
+        with ``early`` takes it from there (or :meth:`discard` gives it up). ``local``:
+        the server is on this host. None when the first flight is not one datagram a
+        relay carries (then dial as usual).
+        """
+        conn = self._client_connection(public_key, CLIENT_PATH, local, None)
+        flight = conn._take_flight(arm=False)  # nowhere to retransmit to yet
+        if len(flight) != 1 or len(flight[0]) > MAX_EARLY_DATAGRAM:  # pragma: no cover
+            self.discard(EarlyDial(conn, b"", local))
+            return None
+        return EarlyDial(conn, flight[0], local)
+
+    def discard(self, early: EarlyDial, addr: Address | None = None) -> None:
+        """Give up an early dial; with ``addr`` tell the server there, which may have
+        begun its half from the relayed Initial."""
+        conn = early.connection
+        if conn.is_closed:
+            return
+        if addr is None:
+            conn._abandon()
+            self._terminated(conn)
+            return
+        conn._resume(addr, None)
+        conn.close_nowait("dial abandoned")
+
+    def accept_early(self, datagram: bytes, addr: Address) -> bytes:
+        """Take a client's first datagram that came inside a relayed handshake (``addr``:
+        the client as the relay saw it); return the answer to carry back, or nothing
+        (not an Initial we take: the client then sends it straight to us).
+
+        A repeated datagram (the client asked through a second relay) gets the same
+        answer. An answer too big for a relay goes straight to ``addr`` instead; a lost
+        one is retransmitted there, as any flight.
+        """
+        if self._closed:
+            return b""
+        try:
+            header = pull_quic_header(Buffer(data=datagram), host_cid_length=_CID_LENGTH)
+        except ValueError:
+            return b""
+        conn = self._by_cid.get(header.destination_cid)
+        if conn is None:
+            conn = self._maybe_accept(
+                datagram,
+                addr,
+                header.packet_type,
+                header.version,
+                header.destination_cid,
+                header.source_cid,
+            )
+            if conn is None:
+                return b""
+            try:
+                conn._datagram_received(datagram, addr)
+            except Exception:
+                log.exception("QUIC connection with %s failed", addr)
+                conn._abandon()
+                self._terminated(conn)
+                return b""
+            flight = conn._take_flight(arm=True)
+            if len(flight) == 1 and len(flight[0]) <= MAX_EARLY_DATAGRAM:
+                conn._early_answer = flight[0]
+            else:
+                for data in flight:
+                    self._send_datagram(data, addr)
+        return b"" if conn.is_initiator else conn._early_answer
 
     def prepare(self, local: bool) -> None:
         """Build the next dial's client handshake now, while nothing waits for it.
@@ -177,6 +267,27 @@ class QuicEndpoint:
         if prepared is not None and now < prepared[1]:
             return prepared[0]
         return self._new_client(local, now)
+
+    def _client_connection(
+        self, public_key: bytes, addr: Address, local: bool, admission: Admission | None
+    ) -> Connection:
+        if self._closed:
+            raise ClosedError("endpoint is closed")
+        if len(public_key) != PUBLIC_KEY_SIZE:
+            raise ValueError(f"a public key is {PUBLIC_KEY_SIZE} bytes")
+        quic = self._client(local)
+        conn = self.connection_class(
+            quic,
+            self,
+            key_pair=self.key_pair,
+            options=self.options,
+            remote_address=addr,
+            is_initiator=True,
+            expected_key=public_key,
+            admission=admission,
+        )
+        self._register_cid(quic.host_cid, conn)
+        return conn
 
     def _prepare_next(self, local: bool) -> None:
         self._preparing = None

@@ -34,6 +34,7 @@ from collections.abc import (
 )
 from typing import Any, Protocol, TypeVar
 
+from dht.errors import RequestTimeoutError
 from dht.node import DHTNode
 from dht.node_id import hash32
 from dht.records import PeerRecord
@@ -54,7 +55,7 @@ from swarm.errors import (
 from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
 from swarm.local_host import is_this_host, local_ips
 from swarm.peer_info import PeerInfo
-from swarm.quic_endpoint import Firewall, QuicEndpoint
+from swarm.quic_endpoint import EarlyDial, Firewall, QuicEndpoint
 from swarm.quic_options import QuicOptions
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class Swarm(AsyncResource):
         self.dht.add_datagram_handler(QUIC_FIRST, QUIC_LAST, self._endpoint.datagram_received)
         self.dht.on_forward(self._on_forward)
         # a socket bound to loopback only ever reaches peers on this host
-        self._endpoint.prepare(_is_loopback(self.dht.address))
+        self._endpoint.prepare(self._local_peers())
 
     async def close(self) -> None:
         """Leave everything: cancel our tasks, close connections (peers are told), DHT."""
@@ -369,14 +370,36 @@ class Swarm(AsyncResource):
     async def _connect_record(
         self, record: PeerRecord, holder: Address | None = None
     ) -> Connection:
-        reply = await self._handshake(record, holder)
+        # QUIC starts inside the relayed handshake: our Initial goes with the request
+        # and the server's answer comes back with the reply (swarm.handshake)
+        early = self._endpoint.dial_early(record.public_key, local=self._local_peers())
+        try:
+            reply = await self._handshake(record, holder, early.initial if early else b"")
+        except HandshakeError as e:
+            if early is None or not isinstance(e.__cause__, RequestTimeoutError):
+                raise
+            # no relay answered at all: a relayed message with a QUIC datagram inside is
+            # ~1.4 KB, and should a path drop what a small one passes, try without it
+            self._endpoint.discard(early)
+            early = None
+            reply = await self._handshake(record, holder)
+        except BaseException:
+            if early is not None:
+                self._endpoint.discard(early)
+            raise
         if reply.status != ReplyStatus.OK:
+            if early is not None:
+                self._endpoint.discard(early)
             raise PeerRejectedError(
                 f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
             )
-        return await self._dial(record.public_key, reply.addresses, reply.admission)
+        return await self._dial(
+            record.public_key, reply.addresses, reply.admission, early, reply.quic
+        )
 
-    async def _handshake(self, record: PeerRecord, holder: Address | None = None) -> ConnectReply:
+    async def _handshake(
+        self, record: PeerRecord, holder: Address | None = None, quic: bytes = b""
+    ) -> ConnectReply:
         """Send the handshake through one of the record's relays; first answer wins.
 
         ``holder``, a node that just gave us the record (so it holds the announcement
@@ -387,7 +410,7 @@ class Swarm(AsyncResource):
         costs a fraction of a second rather than a timeout.
         """
         request = handshake.encode_request(
-            ConnectRequest(self.public_key, record.public_key, tuple(self._addresses()))
+            ConnectRequest(self.public_key, record.public_key, tuple(self._addresses()), quic)
         )
 
         async def ask(via: Address) -> ConnectReply:
@@ -418,30 +441,44 @@ class Swarm(AsyncResource):
             for attempt in attempts:
                 attempt.cancel()
             await asyncio.gather(*attempts, return_exceptions=True)
-        raise HandshakeError(f"no relay could reach the peer: {last}")
+        raise HandshakeError(f"no relay could reach the peer: {last}") from last
 
     async def _dial(
         self,
         public_key: bytes,
         addresses: Iterable[Address],
         admission: Admission | None = None,
+        early: EarlyDial | None = None,
+        answer: bytes = b"",
     ) -> Connection:
+        """Dial the addresses in turn; the first goes on with ``early`` when it was
+        built for that kind of path (the others, or a mismatch, start afresh)."""
         own = set(self._addresses())
         last: Exception | None = None
-        for addr in _dial_order(addresses):
-            if (existing := self.get_connection(public_key)) is not None:
-                return existing  # the peer dialed us meanwhile
-            if addr in own:
-                continue
-            try:
-                async with asyncio.timeout(self.attempt_timeout):
-                    conn = await self._endpoint.connect(addr, public_key, admission=admission)
-            except PeerRejectedError:
-                raise
-            except (TimeoutError, HandshakeError) as e:
-                last = e  # includes a stale address now used by another key
-                continue
-            return self._adopt(conn)
+        try:
+            for addr in _dial_order(addresses):
+                if (existing := self.get_connection(public_key)) is not None:
+                    return existing  # the peer dialed us meanwhile
+                if addr in own:
+                    continue
+                resume, early = early, None
+                if resume is not None and resume.local != is_this_host(addr):
+                    self._endpoint.discard(resume, addr)  # the server may hold its half
+                    resume = None
+                try:
+                    async with asyncio.timeout(self.attempt_timeout):
+                        conn = await self._endpoint.connect(
+                            addr, public_key, admission=admission, early=resume, answer=answer
+                        )
+                except PeerRejectedError:
+                    raise
+                except (TimeoutError, HandshakeError) as e:
+                    last = e  # includes a stale address now used by another key
+                    continue
+                return self._adopt(conn)
+        finally:
+            if early is not None:
+                self._endpoint.discard(early)
         if isinstance(last, AuthenticationError):
             raise last
         raise HandshakeError(f"could not reach {public_key.hex()[:16]} at any address: {last}")
@@ -499,7 +536,10 @@ class Swarm(AsyncResource):
             reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
         else:
             admission = self._endpoint.admit_ahead(request.client_key)
-            reply = ConnectReply(ReplyStatus.OK, tuple(self._addresses()), admission=admission)
+            answer = self._endpoint.accept_early(request.quic, sender) if request.quic else b""
+            reply = ConnectReply(
+                ReplyStatus.OK, tuple(self._addresses()), admission=admission, quic=answer
+            )
         return handshake.encode_reply(reply)
 
     def _full(self) -> bool:
@@ -529,6 +569,11 @@ class Swarm(AsyncResource):
         else:
             found.append((host, port))
         return list(dict.fromkeys(found))
+
+    def _local_peers(self) -> bool:
+        """Whether the peers we dial are on this host: a node bound to loopback reaches
+        no other (a dial is prepared for them before their address is known)."""
+        return _is_loopback(self.dht.address)
 
     def _allow(self, public_key: bytes) -> bool | Awaitable[bool]:
         peer = self._peers.get(public_key)

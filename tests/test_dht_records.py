@@ -12,6 +12,7 @@ from dht import DHTNode, LookupTrace, PeerRecord
 from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTargetError
 from dht.messages import Command, Request, Response, decode
 from dht.node_id import hash32
+from dht.request_server import MAX_FORWARD_PAYLOAD
 from dht.testnet import testnet
 from dht.transport import Address, DatagramTransport, Receiver, UDPNetwork
 from storage.errors import DecodeError, InvalidArgumentError
@@ -189,7 +190,7 @@ async def test_forward_round_trip_through_the_node_holding_the_announcement() ->
         with pytest.raises(UnknownTargetError):
             await client.forward(via, KeyPair.generate().public_key, b"nobody")
         with pytest.raises(InvalidArgumentError):
-            await client.forward(via, server.key_pair.public_key, b"x" * 1201)
+            await client.forward(via, server.key_pair.public_key, b"x" * (MAX_FORWARD_PAYLOAD + 1))
 
         async def failing(payload: bytes, sender: Address) -> bytes:
             raise RuntimeError("the app failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from dht import DHTNode
 from dht.messages import Command, ErrorCode, Request, Response, decode, encode
 from dht.node_id import hash32, node_id
-from dht.records import PeerRecord, Removal, encode_lookup_reply
+from dht.records import PeerRecord, Removal, encode_forwarded, encode_lookup_reply
 from dht.testnet import testnet
 from dht.transport import Address, DatagramTransport, UDPNetwork
 from storage.errors import InvalidArgumentError
@@ -153,6 +154,38 @@ async def test_replies_to_unproven_senders_stay_small() -> None:
             fwd = Request(3, Command.FORWARD, target=holder.key_pair.public_key, value=b"x" * 1000)
             answer = await raw.request(holder.address, fwd)
             assert answer.error == ErrorCode.TOKEN_REQUIRED and answer.value is None
+        finally:
+            raw.close()
+
+
+async def test_a_forwarded_message_needs_no_token_but_cannot_amplify() -> None:
+    async with testnet(size=2, **FAST) as net:
+        peer = net.nodes[1]
+        answers = {b"small": b"ok", b"big": b"y" * 1400}
+
+        async def handler(payload: bytes, sender: Address) -> bytes:
+            return answers[payload]
+
+        peer.on_forward(handler)
+        raw = await RawPeer().open()
+        try:
+            client = ("127.0.0.9", 4000)
+            small = Request(
+                1,
+                Command.FORWARDED,
+                target=peer.key_pair.public_key,
+                value=encode_forwarded(client, b"small"),
+            )
+            # a relay seldom holds the peer's token: a reply as small as this is served
+            resp = await raw.request(peer.address, small)
+            assert resp.error == ErrorCode.OK and resp.value == b"ok"
+            # one far bigger than the request is not: the relay learns a token instead
+            big = dataclasses.replace(small, tid=2, value=encode_forwarded(client, b"big"))
+            resp = await raw.request(peer.address, big)
+            assert resp.error == ErrorCode.TOKEN_REQUIRED and resp.value is None
+            with_token = dataclasses.replace(big, tid=3, token=resp.token)
+            resp = await raw.request(peer.address, with_token)
+            assert resp.error == ErrorCode.OK and resp.value == answers[b"big"]
         finally:
             raw.close()
 

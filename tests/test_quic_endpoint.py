@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
+from aioquic.quic.packet import QuicPacketType
+from helpers import packet_types, until
 
 from storage.errors import PeerswarmError
 from storage.keypair import KeyPair
@@ -333,15 +335,6 @@ class HeldHello(Connection):
         self._held = asyncio.ensure_future(later())
 
 
-async def until(condition: Callable[[], object]) -> None:
-    """Wait (at most 3 s) for state nothing announces, e.g. bytes buffered in a held stream."""
-    for _ in range(600):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not met within 3 s")
-
-
 def server_side(server: Peer) -> Connection:
     (conn,) = server.endpoint._cids
     return conn
@@ -512,3 +505,82 @@ async def test_stale_or_outdated_prepared_handshake_is_not_used(
     conn = await client.node.connect(server.node.address, server.node.public_key)
     assert conn._quic is not outdated
     assert conn.is_established
+
+
+def datagrams_received(peer: Peer) -> list[list[QuicPacketType]]:
+    """Record the packet types of every datagram that reaches ``peer``'s socket."""
+    seen: list[list[QuicPacketType]] = []
+    receive = peer.endpoint.datagram_received
+
+    def spy(data: bytes, addr: tuple[str, int]) -> None:
+        types = packet_types(data)
+        seen.append(types)
+        receive(data, addr)
+
+    peer.endpoint.datagram_received = spy  # type: ignore[method-assign]
+    return seen
+
+
+async def test_early_dial_finishes_with_the_flights_carried_aside(peers: list[Peer]) -> None:
+    # what a relayed handshake does: the Initial and its answer travel outside the
+    # socket path, and the client's first datagram to the server ends the handshake
+    server, client = await start(peers), await start(peers)
+    received = datagrams_received(server)
+    early = client.endpoint.dial_early(server.node.public_key, local=True)
+    assert early is not None and len(early.initial) >= SMALLEST_MAX_DATAGRAM_SIZE
+    answer = server.endpoint.accept_early(early.initial, client.node.address)
+    assert answer
+    # asked again (through a second relay): the same answer, no second connection
+    assert server.endpoint.accept_early(early.initial, client.node.address) == answer
+    assert len(server.endpoint._cids) == 1
+
+    conn = await client.endpoint.connect(
+        server.node.address, server.node.public_key, early=early, answer=answer
+    )
+    accepted = await asyncio.wait_for(server.accepted.get(), 5)
+    assert conn.remote_public_key == server.node.public_key
+    assert accepted.remote_public_key == client.node.public_key
+    assert conn.remote_address == server.node.address
+    # the client's first datagram to the server already ends the handshake (its
+    # Finished, a Handshake packet): the ClientHello round trip went through the side
+    assert QuicPacketType.HANDSHAKE in received[0]
+    stream = await conn.open_stream()
+    stream.write(b"early")
+    stream.write_eof()
+    assert await (await accepted.accept_stream()).read() == b"early"
+
+
+async def test_early_dial_without_an_answer_sends_its_initial_itself(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    received = datagrams_received(server)
+    early = client.endpoint.dial_early(server.node.public_key, local=True)
+    assert early is not None
+    conn = await client.endpoint.connect(server.node.address, server.node.public_key, early=early)
+    assert conn.remote_public_key == server.node.public_key
+    assert received[0] == [
+        QuicPacketType.INITIAL
+    ]  # the ClientHello, sent once the address was known
+
+
+async def test_accept_early_takes_only_an_initial_while_accepting(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    early = client.endpoint.dial_early(server.node.public_key, local=True)
+    assert early is not None
+    server.endpoint.accepting = False
+    assert server.endpoint.accept_early(early.initial, client.node.address) == b""
+    server.endpoint.accepting = True
+    assert server.endpoint.accept_early(b"\x00junk", client.node.address) == b""
+    assert server.endpoint.accept_early(early.initial[:600], client.node.address) == b""
+    assert server.endpoint._cids == {}
+
+
+async def test_discarded_early_dial_closes_the_servers_half(peers: list[Peer]) -> None:
+    server, client = await start(peers), await start(peers)
+    early = client.endpoint.dial_early(server.node.public_key, local=True)
+    assert early is not None
+    assert server.endpoint.accept_early(early.initial, client.node.address)
+    half = server_side(server)
+    client.endpoint.discard(early, server.node.address)
+    await asyncio.wait_for(half.wait_closed(), 5)  # told at once, not at its handshake timeout
+    assert early.connection.is_closed
+    await until(lambda: not server.endpoint._cids and not client.endpoint._cids)

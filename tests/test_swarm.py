@@ -11,7 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aioquic.quic.packet import QuicPacketType
+from helpers import packet_types, until
 
+from dht.errors import RequestTimeoutError
 from dht.node import DHTNode
 from dht.records import PeerRecord
 from dht.testnet import testnet
@@ -181,6 +184,75 @@ async def test_handshake_gets_past_dead_and_unknowing_relays(make: Callable[...,
         await unknowing.close()
 
 
+def quic_sent(swarm: Swarm) -> list[list[QuicPacketType]]:
+    """The packet types of each QUIC datagram ``swarm`` sends from now on."""
+    sent: list[list[QuicPacketType]] = []
+    send = swarm._endpoint._send
+
+    def recording(data: bytes, addr: Address) -> None:
+        sent.append(packet_types(data))
+        send(data, addr)
+
+    swarm._endpoint._send = recording
+    return sent
+
+
+async def test_quic_handshake_starts_inside_the_relayed_handshake(
+    make: Callable[..., Any],
+) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    sent = quic_sent(client)
+    replies: list[ConnectReply] = []
+    forward = client.dht.forward
+
+    async def recording(via: Address, key: bytes, payload: bytes) -> bytes:
+        assert handshake.decode_request(payload).quic  # our Initial rides along
+        reply = await forward(via, key, payload)
+        replies.append(handshake.decode_reply(reply))
+        return reply
+
+    client.dht.forward = recording  # type: ignore[method-assign]
+    conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+    assert conn.remote_public_key == server.public_key
+    assert len(replies) == 1 and replies[0].quic  # and the server's answer came back
+    # so the first datagram sent to the server already finishes the handshake
+    assert QuicPacketType.HANDSHAKE in sent[0]
+
+
+async def test_server_without_an_early_answer_gets_the_initial_directly(
+    make: Callable[..., Any],
+) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    server._endpoint.accept_early = lambda datagram, addr: b""  # type: ignore[method-assign]
+    sent = quic_sent(client)
+    conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+    assert conn.remote_public_key == server.public_key
+    assert sent[0] == [QuicPacketType.INITIAL]
+
+
+async def test_relays_dropping_large_messages_get_the_handshake_without_quic(
+    make: Callable[..., Any],
+) -> None:
+    server, client = await make(), await make()
+    await server.listen()
+    forward = client.dht.forward
+    sizes: list[int] = []
+
+    async def small_only(via: Address, key: bytes, payload: bytes) -> bytes:
+        sizes.append(len(payload))
+        if len(payload) > 1000:  # as a path with a small MTU would: no answer at all
+            raise RequestTimeoutError("no reply")
+        return await forward(via, key, payload)
+
+    client.dht.forward = small_only  # type: ignore[method-assign]
+    conn = await asyncio.wait_for(client.connect(server.public_key), 10)
+    assert conn.remote_public_key == server.public_key
+    assert sizes[0] > 1000 and sizes[-1] < 1000
+    await until(lambda: len(client._endpoint._cids) == 1)  # the early half was dropped
+
+
 async def test_unknown_key_is_not_found(make: Callable[..., Any]) -> None:
     client = await make()
     with pytest.raises(PeerNotFoundError):
@@ -304,13 +376,24 @@ async def test_direct_dial_is_screened_and_waits_for_accept(make: Callable[..., 
     assert conn.is_accepted and conn.remote_public_key == server.public_key
 
 
-def test_connect_reply_round_trips() -> None:
+def test_connect_request_and_reply_round_trip() -> None:
     admission = Admission(bytes(range(16)), 256 * 1024)
     for reply in (
         ConnectReply(ReplyStatus.OK, (("127.0.0.1", 5),), admission=admission),
+        ConnectReply(ReplyStatus.OK, admission=admission, quic=os.urandom(1200)),
         ConnectReply(ReplyStatus.REJECTED, reason="rejected by firewall"),
     ):
         assert handshake.decode_reply(handshake.encode_reply(reply)) == reply
+    keys = os.urandom(32), os.urandom(32)
+    request = ConnectRequest(*keys, (("127.0.0.1", 5),), os.urandom(1200))
+    assert handshake.decode_request(handshake.encode_request(request)) == request
+    too_big = bytes(handshake.MAX_FLIGHT + 1)
+    with pytest.raises(DecodeError):
+        handshake.decode_request(
+            handshake.encode_request(dataclasses.replace(request, quic=too_big))
+        )
+    with pytest.raises(DecodeError):
+        handshake.decode_reply(handshake.encode_reply(ConnectReply(ReplyStatus.OK, quic=too_big)))
     for bad in (Admission(bytes(15), 256 * 1024), Admission(bytes(16), 1)):  # short, tiny
         wire = handshake.encode_reply(ConnectReply(ReplyStatus.OK, admission=bad))
         with pytest.raises(DecodeError):
@@ -452,6 +535,9 @@ async def test_wildcard_bound_swarms_meet_over_loopback(bootstrap: list[Address]
         await server.listen()
         conn = await asyncio.wait_for(client.connect(server.public_key), 10)
         assert conn.remote_address == ("127.0.0.1", server.dht.address[1])
+        # the client's early handshake was sized for remote peers: it told the server
+        # to drop that half and dialed afresh
+        await until(lambda: len(server._endpoint._cids) == 1)
 
 
 def test_dial_order_keeps_loopback_for_peers_on_this_host() -> None:
