@@ -104,30 +104,9 @@ class QuicEndpoint:
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """Feed one datagram from the socket; never raises."""
-        if self._closed:
-            return
-        try:
-            header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
-        except ValueError:
-            return
-        conn = self._by_cid.get(header.destination_cid)
-        if conn is None:
-            conn = self._maybe_accept(
-                data,
-                addr,
-                header.packet_type,
-                header.version,
-                header.destination_cid,
-                header.source_cid,
-            )
-            if conn is None:
-                return
-        try:
-            conn._datagram_received(data, addr)
-        except Exception:  # a bug must not take the receive path down with it
-            log.exception("QUIC connection with %s failed", addr)
-            conn._abandon()
-            self._terminated(conn)
+        found = self._connection_for(data, addr)
+        if found is not None:
+            self._feed(found[0], data, addr)
 
     async def connect(
         self,
@@ -209,30 +188,12 @@ class QuicEndpoint:
         answer. An answer too big for a relay goes straight to ``addr`` instead; a lost
         one is retransmitted there, as any flight.
         """
-        if self._closed:
+        found = self._connection_for(datagram, addr)
+        if found is None:
             return b""
-        try:
-            header = pull_quic_header(Buffer(data=datagram), host_cid_length=_CID_LENGTH)
-        except ValueError:
-            return b""
-        conn = self._by_cid.get(header.destination_cid)
-        if conn is None:
-            conn = self._maybe_accept(
-                datagram,
-                addr,
-                header.packet_type,
-                header.version,
-                header.destination_cid,
-                header.source_cid,
-            )
-            if conn is None:
-                return b""
-            try:
-                conn._datagram_received(datagram, addr)
-            except Exception:
-                log.exception("QUIC connection with %s failed", addr)
-                conn._abandon()
-                self._terminated(conn)
+        conn, new = found
+        if new:
+            if not self._feed(conn, datagram, addr):
                 return b""
             flight = conn._take_flight(arm=True)
             if len(flight) == 1 and len(flight[0]) <= MAX_EARLY_DATAGRAM:
@@ -337,6 +298,39 @@ class QuicEndpoint:
         self._cids.clear()
 
     # -- accepting -----------------------------------------------------------------
+
+    def _connection_for(self, data: bytes, addr: Address) -> tuple[Connection, bool] | None:
+        """The connection a datagram goes to, and whether it is new (an Initial we
+        accept); None when it goes nowhere."""
+        if self._closed:
+            return None
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=_CID_LENGTH)
+        except ValueError:
+            return None
+        conn = self._by_cid.get(header.destination_cid)
+        if conn is not None:
+            return conn, False
+        conn = self._maybe_accept(
+            data,
+            addr,
+            header.packet_type,
+            header.version,
+            header.destination_cid,
+            header.source_cid,
+        )
+        return None if conn is None else (conn, True)
+
+    def _feed(self, conn: Connection, data: bytes, addr: Address) -> bool:
+        """Hand ``conn`` a datagram; False when that failed and the connection is gone."""
+        try:
+            conn._datagram_received(data, addr)
+        except Exception:  # a bug must not take the receive path down with it
+            log.exception("QUIC connection with %s failed", addr)
+            conn._abandon()
+            self._terminated(conn)
+            return False
+        return True
 
     def _maybe_accept(
         self,
