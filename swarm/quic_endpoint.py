@@ -167,10 +167,10 @@ class QuicEndpoint:
         return EarlyDial(conn, flight[0], local)
 
     def discard(self, early: EarlyDial, addr: Address | None = None) -> None:
-        """Give up an early dial; with ``addr`` tell the server there, which may have
-        begun its half from the relayed Initial."""
+        """Give up an early dial unless :meth:`connect` took it; with ``addr`` tell the
+        server there, which may have begun its half from the relayed Initial."""
         conn = early.connection
-        if conn.is_closed:
+        if conn.is_closed or conn.remote_address != CLIENT_PATH:  # closed, or dialing
             return
         if addr is None:
             conn._abandon()

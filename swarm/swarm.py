@@ -374,28 +374,26 @@ class Swarm(AsyncResource):
         # and the server's answer comes back with the reply (swarm.handshake)
         early = self._endpoint.dial_early(record.public_key, local=self._local_peers())
         try:
-            reply = await self._handshake(record, holder, early.initial if early else b"")
-        except HandshakeError as e:
-            if early is None or not isinstance(e.__cause__, RequestTimeoutError):
-                raise
-            # no relay answered at all: a relayed message with a QUIC datagram inside is
-            # ~1.4 KB, and should a path drop what a small one passes, try without it
-            self._endpoint.discard(early)
-            early = None
-            reply = await self._handshake(record, holder)
-        except BaseException:
-            if early is not None:
+            try:
+                reply = await self._handshake(record, holder, early.initial if early else b"")
+            except HandshakeError as e:
+                if early is None or not isinstance(e.__cause__, RequestTimeoutError):
+                    raise
+                # no relay answered at all: a relayed message with a QUIC datagram inside
+                # is ~1.4 KB, and should a path drop what a small one passes, try without
                 self._endpoint.discard(early)
-            raise
-        if reply.status != ReplyStatus.OK:
-            if early is not None:
-                self._endpoint.discard(early)
-            raise PeerRejectedError(
-                f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
+                early = None
+                reply = await self._handshake(record, holder)
+            if reply.status != ReplyStatus.OK:
+                raise PeerRejectedError(
+                    f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
+                )
+            return await self._dial(
+                record.public_key, reply.addresses, reply.admission, early, reply.quic
             )
-        return await self._dial(
-            record.public_key, reply.addresses, reply.admission, early, reply.quic
-        )
+        finally:
+            if early is not None:
+                self._endpoint.discard(early)  # a no-op once a dial took it
 
     async def _handshake(
         self, record: PeerRecord, holder: Address | None = None, quic: bytes = b""
@@ -452,33 +450,30 @@ class Swarm(AsyncResource):
         answer: bytes = b"",
     ) -> Connection:
         """Dial the addresses in turn; the first goes on with ``early`` when it was
-        built for that kind of path (the others, or a mismatch, start afresh)."""
+        built for that kind of path (the others, or a mismatch, start afresh; an
+        ``early`` no address took is the caller's to discard)."""
         own = set(self._addresses())
         last: Exception | None = None
-        try:
-            for addr in _dial_order(addresses):
-                if (existing := self.get_connection(public_key)) is not None:
-                    return existing  # the peer dialed us meanwhile
-                if addr in own:
-                    continue
-                resume, early = early, None
-                if resume is not None and resume.local != is_this_host(addr):
-                    self._endpoint.discard(resume, addr)  # the server may hold its half
-                    resume = None
-                try:
-                    async with asyncio.timeout(self.attempt_timeout):
-                        conn = await self._endpoint.connect(
-                            addr, public_key, admission=admission, early=resume, answer=answer
-                        )
-                except PeerRejectedError:
-                    raise
-                except (TimeoutError, HandshakeError) as e:
-                    last = e  # includes a stale address now used by another key
-                    continue
-                return self._adopt(conn)
-        finally:
-            if early is not None:
-                self._endpoint.discard(early)
+        for addr in _dial_order(addresses):
+            if (existing := self.get_connection(public_key)) is not None:
+                return existing  # the peer dialed us meanwhile
+            if addr in own:
+                continue
+            resume, early = early, None
+            if resume is not None and resume.local != is_this_host(addr):
+                self._endpoint.discard(resume, addr)  # the server may hold its half
+                resume = None
+            try:
+                async with asyncio.timeout(self.attempt_timeout):
+                    conn = await self._endpoint.connect(
+                        addr, public_key, admission=admission, early=resume, answer=answer
+                    )
+            except PeerRejectedError:
+                raise
+            except (TimeoutError, HandshakeError) as e:
+                last = e  # includes a stale address now used by another key
+                continue
+            return self._adopt(conn)
         if isinstance(last, AuthenticationError):
             raise last
         raise HandshakeError(f"could not reach {public_key.hex()[:16]} at any address: {last}")
