@@ -45,6 +45,8 @@ class NatSampler:
 
     def public_address(self, local: Address) -> Address | None:
         """The outside address most reporters agree on (ties: the most recent)."""
+        if self._uniform is not None:
+            return self._uniform  # every query asks; on a stable network all agree
         reports = public_reports(self._seen.values(), local)
         if not reports:
             return None

@@ -14,8 +14,6 @@ maintenance. Every background task is owned by the node and cancelled in
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import ipaddress
 import logging
 import os
@@ -68,6 +66,7 @@ from dht.routing_table import (
 from dht.rpc import RPC, Pending, ReplyCallback, wait_reply
 from dht.state_file import load_nodes, save_nodes
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
+from dht.walk import OnReply, Walk
 from storage.errors import (
     ClosedError,
     DecodeError,
@@ -106,11 +105,6 @@ class _Call:
     def __init__(self) -> None:
         self.first = True
         self.pending: Pending | None = None
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 @dataclass
@@ -726,20 +720,15 @@ class DHTNode(RequestServer, AsyncResource):
             own.add(public)
         return own
 
-    async def _query(
+    def _walk(
         self,
         command: int,
         target: bytes,
         value: bytes | None = None,
-        on_reply: Callable[[Address, Response, int], None] | None = None,
+        on_reply: OnReply | None = None,
         stop: Callable[[], bool] | None = None,
-    ) -> QueryState:
-        """Walk towards ``target``: alpha requests in flight, closest first.
-
-        A request that has not answered after one timeout is "stalled": it stops
-        counting against alpha and holding a place among the closest (its retries go
-        on), so a dead node slows a query by one timeout, not by all its retries.
-        """
+    ) -> Walk[_Call]:
+        """Start walking towards ``target`` (requests go out before this returns)."""
         self._check_open()
         state = QueryState(target, self.k, self._own_addresses())
         for contact in self.routing_table.closest(target, self.k):
@@ -747,71 +736,35 @@ class DHTNode(RequestServer, AsyncResource):
         if len(self.routing_table) < self.k:
             for a in self._bootstrap_nodes + self._saved_nodes:
                 state.add(a)
-        loop = asyncio.get_running_loop()
-        inflight: dict[Address, _Call] = {}
-        stalled: set[Address] = set()
-        completed: list[tuple[Address, Response | None, BaseException | None]] = []
-        waiter: asyncio.Future[None] | None = None
 
-        def on_done(addr: Address, resp: Response | None, error: BaseException | None) -> None:
-            completed.append((addr, resp, error))
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        def start(addr: Address, callback: ReplyCallback) -> _Call:
+            return self._call(addr, command, callback, target=target, value=value)
 
+        walk = Walk(
+            state,
+            start,
+            self._cancel,
+            alpha=self.alpha,
+            timeout=self.request_timeout,
+            on_reply=on_reply,
+            stop=stop,
+        )
+        return walk.begin()
+
+    async def _query(
+        self,
+        command: int,
+        target: bytes,
+        value: bytes | None = None,
+        on_reply: OnReply | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> QueryState:
+        """Walk towards ``target`` until the k closest answered (see :class:`Walk`)."""
+        walk = self._walk(command, target, value, on_reply, stop)
         try:
-            while True:
-                for addr in state.next(self.alpha - len(inflight) + len(stalled)):
-                    inflight[addr] = self._call(
-                        addr,
-                        command,
-                        functools.partial(on_done, addr),
-                        target=target,
-                        value=value,
-                    )
-                if not inflight or state.finished():
-                    break
-                if not completed:
-                    # One wake-up for the first reply or one timeout.
-                    waiter = loop.create_future()
-                    timer = loop.call_later(self.request_timeout, _wake, waiter)
-                    try:
-                        await waiter
-                    finally:
-                        timer.cancel()
-                        waiter = None
-                if not completed:
-                    for addr in inflight:
-                        stalled.add(addr)
-                        state.stalled(addr)
-                    continue
-                done = completed[:]
-                completed.clear()
-                replied = False
-                for addr, resp, error in done:
-                    if inflight.pop(addr, None) is None:
-                        continue
-                    stalled.discard(addr)
-                    if resp is None:
-                        if isinstance(error, ClosedError):
-                            raise error
-                        state.failed(addr)
-                        continue
-                    verified = resp.id is not None and resp.id == node_id(addr)
-                    state.responded(addr, verified, resp.token, resp.nodes)
-                    if on_reply is not None:
-                        replied = True
-                        with contextlib.suppress(PeerswarmError):
-                            on_reply(addr, resp, state.hop(addr))
-                if replied:
-                    # Let whoever consumes the replies act on them first: a lookup's
-                    # reader may have what it wants and stop us before the next round.
-                    await asyncio.sleep(0)
-                if stop is not None and stop():
-                    break
+            return await walk.done
         finally:
-            for call in inflight.values():
-                self._cancel(call)
-        return state
+            walk.cancel()
 
     def _stores_locally(self, target: bytes, state: QueryState) -> bool:
         """Whether we (a persistent node) are among the k closest to ``target``."""
@@ -942,30 +895,31 @@ class DHTNode(RequestServer, AsyncResource):
                 trace.hops[record.public_key] = hop
             queue.put_nowait(record)
 
+        values: set[bytes] = set()
+
         def on_reply(addr: Address, resp: Response, hop: int) -> None:
-            if resp.value is not None and resp.error == ErrorCode.OK:
-                for record in rec.decode_lookup_reply(resp.value, MAX_RECORDS_PER_REPLY, seen):
-                    offer(record, hop)
+            value = resp.value
+            if value is None or resp.error != ErrorCode.OK or value in values:
+                return  # the k nodes near a topic mostly send the very same bytes
+            values.add(value)
+            for record in rec.decode_lookup_reply(value, MAX_RECORDS_PER_REPLY, seen):
+                offer(record, hop)
 
         for record in self.records.lookup(topic, self._now()):
             offer(record, 0)
 
-        async def run() -> None:
-            try:
-                state = await self._query(Command.LOOKUP, topic, on_reply=on_reply)
-                if trace is not None:
-                    trace.requests, trace.responses = state.queried, state.responses
-            finally:
-                queue.put_nowait(None)
-
-        task = self._spawn(run())
+        walk = self._walk(Command.LOOKUP, topic, on_reply=on_reply)
+        walk.done.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (item := await queue.get()) is not None:
                 yield item
-            await task  # re-raises ClosedError if the node closed under us
+            state = walk.done.result()  # raises ClosedError if the node closed under us
+            if trace is not None:
+                trace.requests, trace.responses = state.queried, state.responses
         finally:
-            task.cancel()
-            await asyncio.wait({task})
+            walk.cancel()
+            if not walk.done.cancelled():
+                walk.done.exception()  # retrieved: an early exit does not log it
 
     async def find_peer(
         self, topic: bytes, public_key: bytes

@@ -117,8 +117,10 @@ class QueryState:
             c.state, c.verified, c.token = _State.RESPONDED, verified, token
             hop = c.hop
         self.responses += 1
+        known, exclude = self._by_address, self._exclude
         for a in nodes[: self.k]:
-            self.add(a, hop + 1)
+            if a not in known and a not in exclude:  # most are: spare the call
+                self.add(a, hop + 1)
 
     def hop(self, address: Address) -> int:
         """The hop at which the query reached ``address`` (1 if it never did)."""
