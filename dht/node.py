@@ -14,6 +14,7 @@ maintenance. Every background task is owned by the node and cancelled in
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -105,6 +106,17 @@ class _Call:
     def __init__(self) -> None:
         self.first = True
         self.pending: Pending | None = None
+
+
+def _forward_result(resp: Response) -> bytes:
+    """A FORWARD reply's payload, or the error it carries."""
+    if resp.error == ErrorCode.UNKNOWN_TARGET:
+        raise UnknownTargetError(resp.error, "the relay holds no announcement of that key")
+    if resp.error in (ErrorCode.NO_HANDLER, ErrorCode.FORWARD_FAILED, ErrorCode.TOO_LARGE):
+        raise ForwardError(resp.error, f"forward failed ({ErrorCode(resp.error).name})")
+    if resp.error != ErrorCode.OK:
+        raise RemoteError(resp.error)
+    return resp.value or b""
 
 
 @dataclass
@@ -968,25 +980,49 @@ class DHTNode(RequestServer, AsyncResource):
         """Have ``via`` (a node holding the target's announcement) pass ``payload`` to the
         target and return its reply. Raises :class:`UnknownTargetError` when ``via`` holds
         no announcement of that key, :class:`ForwardError` when the target fails."""
+        addr, command, options = self._forward_args(via, target_public_key, payload)
+        return _forward_result(await self._request(addr, command, **options))
+
+    def forward_call(
+        self,
+        via: Address,
+        target_public_key: bytes,
+        payload: bytes,
+        callback: Callable[[bytes | None, PeerswarmError | None], None],
+    ) -> Callable[[], None]:
+        """:meth:`forward`, sent before this returns, with ``callback(reply, None)`` or
+        ``callback(None, error)`` run once from the reply's own callback (no task to
+        wake in between); returns a function that cancels it."""
+        addr, command, options = self._forward_args(via, target_public_key, payload)
+
+        def done(resp: Response | None, error: BaseException | None) -> None:
+            if resp is None:
+                callback(None, error if isinstance(error, PeerswarmError) else ClosedError())
+                return
+            try:
+                reply = _forward_result(resp)
+            except PeerswarmError as e:
+                callback(None, e)
+                return
+            callback(reply, None)
+
+        call = self._call(addr, command, done, **options)
+        return functools.partial(self._cancel, call)
+
+    def _forward_args(
+        self, via: Address, target_public_key: bytes, payload: bytes
+    ) -> tuple[Address, int, dict[str, Any]]:
         _check_key(target_public_key, "target public key")
         if len(payload) > MAX_FORWARD_PAYLOAD:
             raise InvalidArgumentError(
                 f"a forwarded payload is at most {MAX_FORWARD_PAYLOAD} bytes"
             )
-        resp = await self._request(
-            (canonical_host(via[0]), via[1]),
-            Command.FORWARD,
-            target=target_public_key,
-            value=payload,
-            reply_timeout=2 * self.request_timeout,
-        )
-        if resp.error == ErrorCode.UNKNOWN_TARGET:
-            raise UnknownTargetError(resp.error, "the relay holds no announcement of that key")
-        if resp.error in (ErrorCode.NO_HANDLER, ErrorCode.FORWARD_FAILED, ErrorCode.TOO_LARGE):
-            raise ForwardError(resp.error, f"forward failed ({ErrorCode(resp.error).name})")
-        if resp.error != ErrorCode.OK:
-            raise RemoteError(resp.error)
-        return resp.value or b""
+        options = {
+            "target": target_public_key,
+            "value": payload,
+            "reply_timeout": 2 * self.request_timeout,
+        }
+        return (canonical_host(via[0]), via[1]), Command.FORWARD, options
 
     # -- immutable and mutable values ---------------------------------------------------
 

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dht import records as rec
-from dht.errors import DHTError
 from dht.messages import NONCE_SIZE, Command, ErrorCode, Probe, Request, Response, encode
 from dht.node_id import hash32, node_id
 from dht.rate_limit import TokenBucket
@@ -32,7 +31,8 @@ from storage.errors import DecodeError, PeerswarmError, VerificationError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ForwardHandler = Callable[[bytes, Address], Awaitable[bytes]]
+ForwardHandler = Callable[[bytes, Address], bytes | Awaitable[bytes]]
+"""Given a forwarded payload and its client's address: the reply, or an awaitable of it."""
 
 MAX_FORWARD_PAYLOAD = 1400
 """Largest forwarded payload (and reply). A connect handshake carries one QUIC datagram
@@ -79,16 +79,17 @@ class RequestServer:
 
         def _saw_node(self, contact_id: bytes, addr: Address) -> None: ...
 
-        async def _request(
+        def _call(
             self,
             addr: Address,
             command: int,
+            callback: Callable[[Response | None, BaseException | None], None],
             *,
             target: bytes | None = None,
             value: bytes | None = None,
             token: bytes | None = None,
             reply_timeout: float | None = None,
-        ) -> Response: ...
+        ) -> object: ...
 
     def __init__(self) -> None:
         self._tokens = Tokens()
@@ -106,7 +107,7 @@ class RequestServer:
             self._saw_node(req.id, addr)
         authenticated = self._tokens.check(addr[0], req.token)
         if req.command in (Command.FORWARD, Command.FORWARDED):
-            self._serve_async(req, addr, authenticated, size)
+            self._serve_forward(req, addr, authenticated, size)
             return
         try:
             error, nodes, value = self._serve(req, addr, authenticated)
@@ -219,7 +220,7 @@ class RequestServer:
         now_ms = self._clock() * 1000
         return now_ms - self.record_ttl * 1000 <= timestamp_ms <= now_ms + MAX_CLOCK_SKEW * 1000
 
-    def _serve_async(self, req: Request, addr: Address, authenticated: bool, size: int) -> None:
+    def _serve_forward(self, req: Request, addr: Address, authenticated: bool, size: int) -> None:
         key = (addr, req.tid)
         if key in self._serving:
             return  # a retransmission of a request we are still serving
@@ -240,60 +241,104 @@ class RequestServer:
             if req.value is None or len(req.value) > MAX_FORWARD_PAYLOAD:
                 self._reply(req, addr, ErrorCode.TOO_LARGE, [], None, authenticated, 0)
                 return
-            coro = self._relay_forward(req, addr, source, target, req.value)
+            self._serving.add(key)
+            self._relay_forward(req, addr, source, target, req.value)
         else:
             # A relay seldom holds a token of the peer it forwards to (peers announce
             # to relays, relays do not query them), and asking for one would cost a
             # round trip per connect. The reply's size budget (3x the request) keeps
             # an unauthenticated one from amplifying; over it, TOKEN_REQUIRED comes back.
-            coro = self._handle_forwarded(req, addr, authenticated, size)
-        self._serving.add(key)
-        task = self._spawn(coro)
-        task.add_done_callback(lambda _: self._serving.discard(key))
+            self._serving.add(key)
+            self._handle_forwarded(req, addr, authenticated, size)
 
-    async def _relay_forward(
+    # Forwarding runs in callbacks, with no task in between: a connect passes a relay
+    # and the peer, and each hop through a task would cost a turn of the event loop.
+
+    def _relay_forward(
         self, req: Request, client: Address, source: Address, target: bytes, payload: bytes
     ) -> None:
         """Pass a client's payload to the peer whose announcement we hold; relay its reply."""
-        value: bytes | None = None
-        try:
-            resp = await self._request(
-                source,
-                Command.FORWARDED,
-                target=target,
-                value=rec.encode_forwarded(client, payload),
-            )
-            error, value = resp.error, resp.value
-            if error == ErrorCode.OK and value is not None and len(value) > MAX_FORWARD_PAYLOAD:
-                error, value = ErrorCode.TOO_LARGE, None
-        except DHTError:
-            error = ErrorCode.FORWARD_FAILED
-        self._remember_forward_reply(
-            req, client, self._reply(req, client, error, [], value, True, 0)
+
+        def relayed(resp: Response | None, failure: BaseException | None) -> None:
+            error: int = ErrorCode.FORWARD_FAILED
+            value: bytes | None = None
+            if resp is not None:
+                error, value = resp.error, resp.value
+                if error == ErrorCode.OK and value is not None and len(value) > MAX_FORWARD_PAYLOAD:
+                    error, value = ErrorCode.TOO_LARGE, None
+            self._forward_done(req, client, error, value, True, 0)
+
+        self._call(
+            source,
+            Command.FORWARDED,
+            relayed,
+            target=target,
+            value=rec.encode_forwarded(client, payload),
         )
 
-    async def _handle_forwarded(
+    def _handle_forwarded(
         self, req: Request, relay: Address, authenticated: bool, size: int
     ) -> None:
+        """Hand a forwarded payload to the app's handler (answered at once unless it
+        returns an awaitable)."""
         handler = self._forward_handler
-        value: bytes | None = None
         if handler is None:
-            error = ErrorCode.NO_HANDLER
+            self._forward_done(req, relay, ErrorCode.NO_HANDLER, None, authenticated, size)
+            return
+        try:
+            client, payload = rec.decode_forwarded(req.value or b"", MAX_FORWARD_PAYLOAD)
+            result = handler(payload, client)
+        except DecodeError:
+            self._forward_done(req, relay, ErrorCode.BAD_REQUEST, None, authenticated, size)
+            return
+        except Exception as e:  # the app's handler failed: tell the client, stay up
+            log.debug("forward handler failed: %r", e)
+            self._forward_done(req, relay, ErrorCode.FORWARD_FAILED, None, authenticated, size)
+            return
+        if isinstance(result, bytes):
+            self._forwarded(req, relay, result, authenticated, size)
         else:
-            try:
-                client, payload = rec.decode_forwarded(req.value or b"", MAX_FORWARD_PAYLOAD)
-                async with asyncio.timeout(4 * self.request_timeout):
-                    value = await handler(payload, client)
-                error = ErrorCode.OK
-                if not isinstance(value, bytes) or len(value) > MAX_FORWARD_PAYLOAD:
-                    error, value = ErrorCode.TOO_LARGE, None
-            except DecodeError:
-                error = ErrorCode.BAD_REQUEST
-            except Exception as e:  # the app's handler failed: tell the client, stay up
-                log.debug("forward handler failed: %r", e)
-                error = ErrorCode.FORWARD_FAILED
-        reply = self._reply(req, relay, error, [], value, authenticated, size)
-        self._remember_forward_reply(req, relay, reply)
+            self._spawn(self._await_handler(req, relay, result, authenticated, size))
+
+    async def _await_handler(
+        self, req: Request, relay: Address, result: Awaitable[bytes], authenticated: bool, size: int
+    ) -> None:
+        try:
+            async with asyncio.timeout(4 * self.request_timeout):
+                value = await result
+        except asyncio.CancelledError:
+            self._serving.discard((relay, req.tid))
+            raise
+        except DecodeError:
+            self._forward_done(req, relay, ErrorCode.BAD_REQUEST, None, authenticated, size)
+        except Exception as e:
+            log.debug("forward handler failed: %r", e)
+            self._forward_done(req, relay, ErrorCode.FORWARD_FAILED, None, authenticated, size)
+        else:
+            self._forwarded(req, relay, value, authenticated, size)
+
+    def _forwarded(
+        self, req: Request, relay: Address, value: object, authenticated: bool, size: int
+    ) -> None:
+        if isinstance(value, bytes) and len(value) <= MAX_FORWARD_PAYLOAD:
+            self._forward_done(req, relay, ErrorCode.OK, value, authenticated, size)
+        else:
+            self._forward_done(req, relay, ErrorCode.TOO_LARGE, None, authenticated, size)
+
+    def _forward_done(
+        self,
+        req: Request,
+        addr: Address,
+        error: int,
+        value: bytes | None,
+        authenticated: bool,
+        size: int,
+    ) -> None:
+        """Answer a FORWARD/FORWARDED and keep the reply for its retransmissions."""
+        self._serving.discard((addr, req.tid))
+        self._remember_forward_reply(
+            req, addr, self._reply(req, addr, error, [], value, authenticated, size)
+        )
 
     @staticmethod
     def _digest(req: Request) -> bytes:
@@ -323,7 +368,8 @@ class RequestServer:
         return True
 
     def on_forward(self, handler: ForwardHandler | None) -> None:
-        """Serve forwarded payloads: ``async handler(payload, sender) -> reply``."""
+        """Serve forwarded payloads: ``handler(payload, sender) -> reply`` (or an
+        awaitable of the reply; a plain function answers without a turn of the loop)."""
         self._forward_handler = handler
 
     async def _send_probe(self, addr: Address, nonce: bytes) -> None:

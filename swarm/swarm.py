@@ -410,36 +410,67 @@ class Swarm(AsyncResource):
         request = handshake.encode_request(
             ConnectRequest(self.public_key, record.public_key, tuple(self._addresses()), quic)
         )
-
-        async def ask(via: Address) -> ConnectReply:
-            return handshake.decode_reply(await self.dht.forward(via, record.public_key, request))
-
         relays = sorted(
             dict.fromkeys(record.relay_addresses), key=lambda a: not self.dht.has_token(a)
         )
         if holder is not None:
             relays = [holder, *(a for a in relays if a != holder)]
-        attempts: set[asyncio.Future[ConnectReply]] = set()
-        last: BaseException | None = None
-        try:
-            while relays or attempts:
-                if relays:
-                    attempts.add(asyncio.ensure_future(ask(relays.pop(0))))
-                done, attempts = await asyncio.wait(
-                    attempts,
-                    timeout=HANDSHAKE_HEDGE if relays else None,
-                    return_when=asyncio.FIRST_COMPLETED,
+        if not relays:
+            raise HandshakeError("the peer's record names no relay")
+        # Driven by the replies' callbacks: a task per relay asked, and asyncio.wait
+        # over them, cost three turns of the event loop between a reply and us.
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[ConnectReply] = loop.create_future()
+        cancels: list[Callable[[], None]] = []
+        asking = 0
+        last: PeerswarmError | None = None
+        hedge: asyncio.TimerHandle | None = None
+
+        def ask_next() -> None:
+            nonlocal asking, hedge
+            if hedge is not None:
+                hedge.cancel()
+                hedge = None
+            if result.done():
+                return
+            asking += 1
+            try:
+                cancels.append(
+                    self.dht.forward_call(relays.pop(0), record.public_key, request, answered)
                 )
-                for attempt in done:
-                    try:
-                        return attempt.result()
-                    except PeerswarmError as e:
-                        last = e
+            except PeerswarmError as e:
+                answered(None, e)
+                return
+            if relays:
+                hedge = loop.call_later(HANDSHAKE_HEDGE, ask_next)
+
+        def answered(data: bytes | None, error: PeerswarmError | None) -> None:
+            nonlocal asking, last
+            asking -= 1
+            if result.done():
+                return
+            if data is not None:
+                try:
+                    result.set_result(handshake.decode_reply(data))
+                    return
+                except PeerswarmError as e:
+                    error = e
+            last = error
+            if relays:
+                ask_next()
+            elif asking == 0:
+                failure = HandshakeError(f"no relay could reach the peer: {last}")
+                failure.__cause__ = last
+                result.set_exception(failure)
+
+        ask_next()
+        try:
+            return await result
         finally:
-            for attempt in attempts:
-                attempt.cancel()
-            await asyncio.gather(*attempts, return_exceptions=True)
-        raise HandshakeError(f"no relay could reach the peer: {last}") from last
+            if hedge is not None:
+                hedge.cancel()
+            for cancel in cancels:
+                cancel()
 
     async def _dial(
         self,
@@ -511,12 +542,13 @@ class Swarm(AsyncResource):
 
     # -- serving -----------------------------------------------------------------------
 
-    async def _on_forward(self, payload: bytes, sender: Address) -> bytes:
+    def _on_forward(self, payload: bytes, sender: Address) -> bytes | Awaitable[bytes]:
         """Answer a handshake a DHT node forwarded to us (``sender``: the client as seen).
 
         The client is screened here, on the key it claims, so a refused one learns it
         before any QUIC; an admitted one gets a ticket that binds the claim to its
-        QUIC connection, where it must prove that key.
+        QUIC connection, where it must prove that key. Answered at once unless the
+        firewall is async (a task would cost a turn of the event loop on every connect).
         """
         request = handshake.decode_request(payload)  # DecodeError -> the DHT answers BAD_REQUEST
         if request.server_key != self.public_key:
@@ -525,32 +557,43 @@ class Swarm(AsyncResource):
             reply = ConnectReply(ReplyStatus.NOT_LISTENING, reason="not listening")
         elif self._full():
             reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
-        elif not await self._screen(request.client_key):
-            reply = ConnectReply(ReplyStatus.REJECTED, reason="rejected by firewall")
-        elif self._full():  # others got in while an async firewall thought
-            reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
         else:
-            admission = self._endpoint.admit_ahead(request.client_key)
-            answer = self._endpoint.accept_early(request.quic, sender) if request.quic else b""
-            reply = ConnectReply(
-                ReplyStatus.OK, tuple(self._addresses()), admission=admission, quic=answer
-            )
+            verdict = self._screen(request.client_key)
+            if inspect.isawaitable(verdict):
+                return self._answer_later(request, sender, verdict)
+            reply = self._answer(request, sender, verdict)
         return handshake.encode_reply(reply)
+
+    async def _answer_later(
+        self, request: ConnectRequest, sender: Address, verdict: Awaitable[bool]
+    ) -> bytes:
+        return handshake.encode_reply(self._answer(request, sender, await verdict))
+
+    def _answer(self, request: ConnectRequest, sender: Address, allowed: bool) -> ConnectReply:
+        if not allowed:
+            return ConnectReply(ReplyStatus.REJECTED, reason="rejected by firewall")
+        if self._full():  # others got in while an async firewall thought
+            return ConnectReply(ReplyStatus.BUSY, reason="too many connections")
+        admission = self._endpoint.admit_ahead(request.client_key)
+        answer = self._endpoint.accept_early(request.quic, sender) if request.quic else b""
+        return ConnectReply(
+            ReplyStatus.OK, tuple(self._addresses()), admission=admission, quic=answer
+        )
 
     def _full(self) -> bool:
         # as strict as the endpoint's own check, so a client we admit here is not
         # turned away by it a moment later
         return len(self._connections) >= self.max_peers or self._endpoint.full
 
-    async def _screen(self, public_key: bytes) -> bool:
-        """Whether the firewall (and our bans) let ``public_key`` in; a failing check
-        says no."""
+    def _screen(self, public_key: bytes) -> bool | Awaitable[bool]:
+        """Whether the firewall (and our bans) let ``public_key`` in, or an awaitable of
+        it when the firewall is async; a failing check says no."""
         try:
             allowed = self._allow(public_key)
-            return bool(await allowed) if inspect.isawaitable(allowed) else bool(allowed)
         except Exception:
             log.exception("firewall callback failed; rejecting")
             return False
+        return _checked(allowed) if inspect.isawaitable(allowed) else bool(allowed)
 
     def _addresses(self) -> list[Address]:
         """Where peers can send us QUIC: the public address the DHT saw, then local ones."""
@@ -651,6 +694,14 @@ class Swarm(AsyncResource):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+async def _checked(verdict: Awaitable[bool]) -> bool:
+    try:
+        return bool(await verdict)
+    except Exception:
+        log.exception("firewall callback failed; rejecting")
+        return False
 
 
 async def _await(result: Awaitable[None]) -> None:

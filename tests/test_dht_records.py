@@ -7,6 +7,7 @@ from contextlib import aclosing
 from typing import Any
 
 import pytest
+from helpers import until
 
 from dht import DHTNode, LookupTrace, PeerRecord
 from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTargetError
@@ -201,6 +202,33 @@ async def test_forward_round_trip_through_the_node_holding_the_announcement() ->
         server.on_forward(None)
         with pytest.raises(ForwardError):
             await client.forward(via, server.key_pair.public_key, b"client")
+
+        # a plain function answers as well (at once: no task between request and reply)
+        server.on_forward(lambda payload, sender: b"plain " + payload)
+        assert await client.forward(via, server.key_pair.public_key, b"client") == b"plain client"
+
+        # the callback form: reply or error, once; a cancelled one never calls back
+        outcomes: list[tuple[bytes | None, type | None]] = []
+
+        def outcome(reply: bytes | None, error: Exception | None) -> None:
+            outcomes.append((reply, None if error is None else type(error)))
+
+        client.forward_call(via, server.key_pair.public_key, b"cb", outcome)
+        client.forward_call(via, KeyPair.generate().public_key, b"cb", outcome)
+        client.forward_call(via, server.key_pair.public_key, b"never", outcome)()
+        await until(lambda: len(outcomes) == 2)
+        await asyncio.sleep(0.1)
+        assert sorted(outcomes, key=str) == sorted(
+            [(b"plain cb", None), (None, UnknownTargetError)], key=str
+        )
+
+        def failing_plain(payload: bytes, sender: Address) -> bytes:
+            raise RuntimeError("the app failed")
+
+        for bad in (failing_plain, lambda payload, sender: b"x" * (MAX_FORWARD_PAYLOAD + 1)):
+            server.on_forward(bad)
+            with pytest.raises(ForwardError):
+                await client.forward(via, server.key_pair.public_key, b"client")
 
 
 class _TappedTransport:

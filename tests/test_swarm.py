@@ -19,7 +19,7 @@ from dht.node import DHTNode
 from dht.records import PeerRecord
 from dht.testnet import testnet
 from dht.transport import Address
-from storage.errors import ClosedError, DecodeError
+from storage.errors import ClosedError, DecodeError, PeerswarmError
 from storage.keypair import KeyPair
 from swarm import Swarm, handshake
 from swarm import swarm as swarm_module
@@ -155,13 +155,7 @@ async def test_connect_by_key_handshakes_through_the_node_that_answered(
     server, client = await make(), await make()
     await server.listen()
     relays_used: list[Address] = []
-    forward = client.dht.forward
-
-    async def recording(via: Address, key: bytes, payload: bytes) -> bytes:
-        relays_used.append(via)
-        return await forward(via, key, payload)
-
-    client.dht.forward = recording  # type: ignore[method-assign]
+    tap_forward(client, on_request=lambda via, payload: relays_used.append(via))
     found = await client.dht.find_peer(key_topic(server.public_key), server.public_key)
     assert found is not None and found[1] is not None
     await asyncio.wait_for(client.connect(server.public_key), 10)
@@ -206,24 +200,49 @@ def quic_sent(swarm: Swarm) -> list[list[QuicPacketType]]:
     return sent
 
 
+def tap_forward(
+    swarm: Swarm,
+    on_request: Callable[[Address, bytes], None] | None = None,
+    on_reply: Callable[[bytes], None] | None = None,
+) -> None:
+    """Watch the relayed handshakes ``swarm`` sends: ``on_request(via, payload)`` may
+    raise a PeerswarmError to fail that attempt as a relay would; ``on_reply(reply)``."""
+    forward_call = swarm.dht.forward_call
+
+    def tapped(via: Address, key: bytes, payload: bytes, callback: Any) -> Any:
+        if on_request is not None:
+            try:
+                on_request(via, payload)
+            except PeerswarmError as e:
+                asyncio.get_running_loop().call_soon(callback, None, e)
+                return lambda: None
+
+        def done(reply: bytes | None, error: PeerswarmError | None) -> None:
+            if reply is not None and on_reply is not None:
+                on_reply(reply)
+            callback(reply, error)
+
+        return forward_call(via, key, payload, done)
+
+    swarm.dht.forward_call = tapped  # type: ignore[method-assign]
+
+
 async def test_quic_handshake_starts_inside_the_relayed_handshake(
     make: Callable[..., Any],
 ) -> None:
     server, client = await make(), await make()
     await server.listen()
     sent = quic_sent(client)
+    requests: list[ConnectRequest] = []
     replies: list[ConnectReply] = []
-    forward = client.dht.forward
-
-    async def recording(via: Address, key: bytes, payload: bytes) -> bytes:
-        assert handshake.decode_request(payload).quic  # our Initial rides along
-        reply = await forward(via, key, payload)
-        replies.append(handshake.decode_reply(reply))
-        return reply
-
-    client.dht.forward = recording  # type: ignore[method-assign]
+    tap_forward(
+        client,
+        on_request=lambda via, payload: requests.append(handshake.decode_request(payload)),
+        on_reply=lambda reply: replies.append(handshake.decode_reply(reply)),
+    )
     conn = await asyncio.wait_for(client.connect(server.public_key), 10)
     assert conn.remote_public_key == server.public_key
+    assert len(requests) == 1 and requests[0].quic  # our Initial rode along
     assert len(replies) == 1 and replies[0].quic  # and the server's answer came back
     # so the first datagram sent to the server already finishes the handshake
     assert QuicPacketType.HANDSHAKE in sent[0]
@@ -246,16 +265,14 @@ async def test_relays_dropping_large_messages_get_the_handshake_without_quic(
 ) -> None:
     server, client = await make(), await make()
     await server.listen()
-    forward = client.dht.forward
     sizes: list[int] = []
 
-    async def small_only(via: Address, key: bytes, payload: bytes) -> bytes:
+    def small_only(via: Address, payload: bytes) -> None:
         sizes.append(len(payload))
         if len(payload) > 1000:  # as a path with a small MTU would: no answer at all
             raise RequestTimeoutError("no reply")
-        return await forward(via, key, payload)
 
-    client.dht.forward = small_only  # type: ignore[method-assign]
+    tap_forward(client, on_request=small_only)
     conn = await asyncio.wait_for(client.connect(server.public_key), 10)
     assert conn.remote_public_key == server.public_key
     assert sizes[0] > 1000 and sizes[-1] < 1000
