@@ -11,6 +11,7 @@ outgoing RPC (the attributes declared below); this half adds the serving state.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 from collections import OrderedDict
@@ -295,10 +296,10 @@ class RequestServer:
             log.debug("forward handler failed: %r", e)
             self._forward_done(req, relay, ErrorCode.FORWARD_FAILED, None, authenticated, size)
             return
-        if isinstance(result, bytes):
-            self._forwarded(req, relay, result, authenticated, size)
-        else:
+        if inspect.isawaitable(result):
             self._spawn(self._await_handler(req, relay, result, authenticated, size))
+        else:
+            self._forwarded(req, relay, result, authenticated, size)
 
     async def _await_handler(
         self, req: Request, relay: Address, result: Awaitable[bytes], authenticated: bool, size: int
