@@ -319,6 +319,13 @@ class Connection(AsyncResource):
         path = CLIENT_PATH if self._is_initiator else addr
         self._quic.receive_datagram(data, path, now=self._loop.time())
         self._process_events()
+        if not self._closed.is_set():
+            # The peer closed: aioquic drains for three probe timeouts before it says
+            # so (stray packets must still find us), but nothing more will be
+            # delivered, so whoever waits on this connection learns it now.
+            close = getattr(self._quic, "_close_event", None)
+            if isinstance(close, events.ConnectionTerminated):
+                self._peer_closed(close)
         # the socket hands over a burst of datagrams in one callback: answer (ACKs,
         # more data) once after all of them, not once per datagram
         self._transmit_soon()
@@ -744,6 +751,13 @@ class Connection(AsyncResource):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._peer_closed(event)
+        self._host._terminated(self)
+
+    def _peer_closed(self, event: events.ConnectionTerminated) -> None:
+        """The connection is over (closed by the peer, or timed out): tell our side."""
+        if self._closed.is_set():
+            return
         reason = event.reason_phrase
         if not self._accepted and self._handshake_error is None:
             self._handshake_error = _handshake_error(event.error_code, reason)
@@ -754,9 +768,9 @@ class Connection(AsyncResource):
                 f"connection closed by peer or timeout (code 0x{event.error_code:x}"
                 f"{', ' + repr(reason) if reason else ''})"
             )
-        error = ConnectionClosedError(message, error_code=event.error_code, reason=reason)
-        self._mark_closed(error)
-        self._host._terminated(self)
+        self._mark_closed(
+            ConnectionClosedError(message, error_code=event.error_code, reason=reason)
+        )
 
     def _abandon(self) -> None:
         """Stop driving this connection at once (its endpoint is going away)."""

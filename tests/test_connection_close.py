@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from helpers import until
 
 from swarm.connection import CloseCode, Connection
 from swarm.errors import ConnectionClosedError
@@ -123,3 +124,19 @@ async def test_cancelling_close_closes_at_once(pair: Pair) -> None:
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert pair.conn.is_closed
+
+
+async def test_the_peer_learns_of_a_close_at_once_not_after_draining(pair: Pair) -> None:
+    """aioquic reports a peer's CONNECTION_CLOSE only after three probe timeouts of
+    draining; the connection tells its users when the frame arrives."""
+    stream = await pair.conn.open_stream()
+    stream.write(b"last words")
+    stream.write_eof()
+    incoming = await pair.accepted.accept_stream()
+    await pair.conn.close("bye")
+    await asyncio.wait_for(pair.accepted.wait_closed(), 1)
+    assert pair.accepted in pair.server.endpoint._cids  # aioquic still drains it
+    error = pair.accepted.close_error
+    assert error is not None and error.reason == "bye"
+    assert await incoming.read() == b"last words"  # what came before the close is kept
+    await until(lambda: pair.accepted not in pair.server.endpoint._cids)  # then released
