@@ -288,7 +288,8 @@ class Connection(AsyncResource):
         self.close_nowait(reason, error_code)
 
     async def wait_closed(self) -> None:
-        """Wait until the connection is closed, by either side or by a timeout."""
+        """Wait until the connection is closed, by either side or by a timeout (a peer's
+        close as soon as its CONNECTION_CLOSE arrives, not after QUIC's draining period)."""
         await self._closed.wait()
 
     def on_close(self, callback: CloseCallback) -> None:
