@@ -980,8 +980,10 @@ class DHTNode(RequestServer, AsyncResource):
         """Have ``via`` (a node holding the target's announcement) pass ``payload`` to the
         target and return its reply. Raises :class:`UnknownTargetError` when ``via`` holds
         no announcement of that key, :class:`ForwardError` when the target fails."""
-        addr, command, options = self._forward_args(via, target_public_key, payload)
-        return _forward_result(await self._request(addr, command, **options))
+        resp = await wait_reply(
+            lambda done: self._forward_start(via, target_public_key, payload, done), self._cancel
+        )
+        return _forward_result(resp)
 
     def forward_call(
         self,
@@ -993,7 +995,6 @@ class DHTNode(RequestServer, AsyncResource):
         """:meth:`forward`, sent before this returns, with ``callback(reply, None)`` or
         ``callback(None, error)`` run once from the reply's own callback (no task to
         wake in between); returns a function that cancels it."""
-        addr, command, options = self._forward_args(via, target_public_key, payload)
 
         def done(resp: Response | None, error: BaseException | None) -> None:
             if resp is None:
@@ -1006,23 +1007,26 @@ class DHTNode(RequestServer, AsyncResource):
                 return
             callback(reply, None)
 
-        call = self._call(addr, command, done, **options)
-        return functools.partial(self._cancel, call)
+        return functools.partial(
+            self._cancel, self._forward_start(via, target_public_key, payload, done)
+        )
 
-    def _forward_args(
-        self, via: Address, target_public_key: bytes, payload: bytes
-    ) -> tuple[Address, int, dict[str, Any]]:
+    def _forward_start(
+        self, via: Address, target_public_key: bytes, payload: bytes, callback: ReplyCallback
+    ) -> _Call:
         _check_key(target_public_key, "target public key")
         if len(payload) > MAX_FORWARD_PAYLOAD:
             raise InvalidArgumentError(
                 f"a forwarded payload is at most {MAX_FORWARD_PAYLOAD} bytes"
             )
-        options = {
-            "target": target_public_key,
-            "value": payload,
-            "reply_timeout": 2 * self.request_timeout,
-        }
-        return (canonical_host(via[0]), via[1]), Command.FORWARD, options
+        return self._call(
+            (canonical_host(via[0]), via[1]),
+            Command.FORWARD,
+            callback,
+            target=target_public_key,
+            value=payload,
+            reply_timeout=2 * self.request_timeout,
+        )
 
     # -- immutable and mutable values ---------------------------------------------------
 

@@ -25,6 +25,7 @@ from dht.rate_limit import TokenBucket
 from dht.record_store import RecordStore
 from dht.records import PeerRecord, Removal
 from dht.routing_table import RoutingTable
+from dht.rpc import ReplyCallback
 from dht.tokens import Tokens
 from dht.transport import Address, DatagramTransport, Network
 from storage.errors import DecodeError, PeerswarmError, VerificationError
@@ -84,7 +85,7 @@ class RequestServer:
             self,
             addr: Address,
             command: int,
-            callback: Callable[[Response | None, BaseException | None], None],
+            callback: ReplyCallback,
             *,
             target: bytes | None = None,
             value: bytes | None = None,

@@ -17,17 +17,16 @@ from typing import Generic, TypeVar
 from dht.messages import Response
 from dht.node_id import node_id
 from dht.query import QueryState
+from dht.rpc import TIMER_SLACK, ReplyCallback
 from dht.transport import Address
 from storage.errors import ClosedError, PeerswarmError
 
 H = TypeVar("H")
 
-Start = Callable[[Address, Callable[[Response | None, BaseException | None], None]], H]
+Start = Callable[[Address, ReplyCallback], H]
 """Send one request to an address; the callback runs once with its outcome."""
 OnReply = Callable[[Address, Response, int], None]
 """A reply from a node, with the hop at which the query reached it."""
-
-TIMER_SLACK = 0.001
 
 
 class Walk(Generic[H]):
@@ -93,7 +92,7 @@ class Walk(Generic[H]):
         elif self._timer is None:
             self._arm(self._last_reply + self._timeout)
 
-    def _callback(self, addr: Address) -> Callable[[Response | None, BaseException | None], None]:
+    def _callback(self, addr: Address) -> ReplyCallback:
         return lambda resp, error: self._on_done(addr, resp, error)
 
     def _on_done(self, addr: Address, resp: Response | None, error: BaseException | None) -> None:

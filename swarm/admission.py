@@ -16,8 +16,16 @@ issued) only means "screen this client again", never "refuse".
 from __future__ import annotations
 
 import enum
+import inspect
+import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+Firewall = Callable[[bytes], bool | Awaitable[bool]]
+"""Given a client's public key: True to accept it (may be an async function)."""
 
 TICKET_SIZE = 16
 NO_TICKET = bytes(TICKET_SIZE)
@@ -86,3 +94,23 @@ class Tickets:
             if expiry > now:
                 return
             del self._issued[ticket]
+
+
+def screen(firewall: Firewall, public_key: bytes) -> bool | Awaitable[bool]:
+    """Ask ``firewall`` about ``public_key``: its verdict, or an awaitable of it when the
+    firewall is async. A firewall that fails says no (logged), so a bug there never
+    lets a client in nor leaves it hanging."""
+    try:
+        allowed = firewall(public_key)
+    except Exception:
+        log.exception("firewall callback failed; rejecting")
+        return False
+    return _awaited(allowed) if inspect.isawaitable(allowed) else bool(allowed)
+
+
+async def _awaited(verdict: Awaitable[bool]) -> bool:
+    try:
+        return bool(await verdict)
+    except Exception:
+        log.exception("firewall callback failed; rejecting")
+        return False

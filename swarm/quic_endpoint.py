@@ -29,7 +29,7 @@ from aioquic.quic.packet import (
 from dht.transport import Address
 from storage.errors import ClosedError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
-from swarm.admission import Admission, Redemption, Tickets
+from swarm.admission import Admission, Firewall, Redemption, Tickets, screen
 from swarm.certificate import create_certificate
 from swarm.connection import CLIENT_PATH, Connection, Verdict
 from swarm.local_host import is_this_host
@@ -39,8 +39,6 @@ from swarm.quic_options import VERSIONS, QuicOptions, quic_configuration
 log = logging.getLogger(__name__)
 
 Send = Callable[[bytes, Address], None]
-Firewall = Callable[[bytes], bool | Awaitable[bool]]
-"""Given a client's proven public key: True to accept it (may be an async function)."""
 _CID_LENGTH = 8  # aioquic's default, and what pull_quic_header needs for short headers
 PREPARED_TTL = 30.0
 """Seconds a prepared client handshake waits for a dial; an older one is built afresh.
@@ -430,23 +428,14 @@ class QuicEndpoint:
             return full
         if self.firewall is None:
             return None
-        try:
-            allowed = self.firewall(conn.remote_public_key)
-        except Exception:
-            log.exception("firewall callback failed; rejecting")
-            return "rejected by firewall"
+        allowed = screen(self.firewall, conn.remote_public_key)
         if inspect.isawaitable(allowed):
             return self._admit_later(allowed)
         return None if allowed else "rejected by firewall"
 
     async def _admit_later(self, allowed: Awaitable[bool]) -> Verdict:
         """Finish :meth:`_admit` once an async firewall answered."""
-        try:
-            ok = await allowed
-        except Exception:
-            log.exception("firewall callback failed; rejecting")
-            ok = False
-        if not ok:
+        if not await allowed:
             return "rejected by firewall"
         return self._room()  # others may have got in while the firewall thought
 

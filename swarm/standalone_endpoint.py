@@ -10,9 +10,9 @@ from __future__ import annotations
 from dht.transport import Address, DatagramTransport, Network, UDPNetwork
 from storage.keypair import KeyPair
 from storage.resource import AsyncResource
-from swarm.admission import Admission
+from swarm.admission import Admission, Firewall
 from swarm.connection import Connection
-from swarm.quic_endpoint import Firewall, QuicEndpoint
+from swarm.quic_endpoint import QuicEndpoint
 from swarm.quic_options import QuicOptions
 
 QUIC_FIRST_BYTE = 0x40

@@ -5,7 +5,7 @@ so QUIC leaves through the NAT mapping the DHT learned. Connecting to a key:
 
 1. look up ``hash32(public_key)`` (where :meth:`Swarm.listen` announces) → records;
 2. send a :class:`~swarm.handshake.ConnectRequest` through one of the record's relay
-   nodes (``DHTNode.forward``); the peer screens the key we claim there (firewall,
+   nodes (``DHTNode.forward_call``); the peer screens the key we claim there (firewall,
    bans, room) and refuses at once, or answers with the addresses it takes QUIC on
    and an admission ticket (``swarm.admission``);
 3. dial them in turn; the connection is handed out once the peer proved the key we
@@ -43,7 +43,7 @@ from storage.errors import ClosedError, DecodeError, InvalidArgumentError, Peers
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
 from storage.resource import AsyncResource
 from swarm import handshake
-from swarm.admission import Admission
+from swarm.admission import Admission, Firewall, screen
 from swarm.connection import CloseCode, Connection
 from swarm.discovery import Discovery
 from swarm.errors import (
@@ -55,7 +55,7 @@ from swarm.errors import (
 from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
 from swarm.local_host import is_this_host, local_ips
 from swarm.peer_info import PeerInfo
-from swarm.quic_endpoint import EarlyDial, Firewall, QuicEndpoint
+from swarm.quic_endpoint import EarlyDial, QuicEndpoint
 from swarm.quic_options import QuicOptions
 
 log = logging.getLogger(__name__)
@@ -558,7 +558,7 @@ class Swarm(AsyncResource):
         elif self._full():
             reply = ConnectReply(ReplyStatus.BUSY, reason="too many connections")
         else:
-            verdict = self._screen(request.client_key)
+            verdict = screen(self._allow, request.client_key)
             if inspect.isawaitable(verdict):
                 return self._answer_later(request, sender, verdict)
             reply = self._answer(request, sender, verdict)
@@ -584,16 +584,6 @@ class Swarm(AsyncResource):
         # as strict as the endpoint's own check, so a client we admit here is not
         # turned away by it a moment later
         return len(self._connections) >= self.max_peers or self._endpoint.full
-
-    def _screen(self, public_key: bytes) -> bool | Awaitable[bool]:
-        """Whether the firewall (and our bans) let ``public_key`` in, or an awaitable of
-        it when the firewall is async; a failing check says no."""
-        try:
-            allowed = self._allow(public_key)
-        except Exception:
-            log.exception("firewall callback failed; rejecting")
-            return False
-        return _checked(allowed) if inspect.isawaitable(allowed) else bool(allowed)
 
     def _addresses(self) -> list[Address]:
         """Where peers can send us QUIC: the public address the DHT saw, then local ones."""
@@ -694,14 +684,6 @@ class Swarm(AsyncResource):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-async def _checked(verdict: Awaitable[bool]) -> bool:
-    try:
-        return bool(await verdict)
-    except Exception:
-        log.exception("firewall callback failed; rejecting")
-        return False
 
 
 async def _await(result: Awaitable[None]) -> None:
