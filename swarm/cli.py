@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from dht import event_loop
 from storage.errors import PeerswarmError
 from swarm.topic import parse_address, parse_topic
 
@@ -32,7 +33,7 @@ def _run(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T | None]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T | None:
         try:
-            return asyncio.run(fn(*args, **kwargs))
+            return event_loop.run(fn(*args, **kwargs))
         except PeerswarmError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)

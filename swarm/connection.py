@@ -35,6 +35,7 @@ from typing import Protocol
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
 
+from dht import event_loop
 from dht.transport import Address
 from storage.errors import DecodeError, InvalidArgumentError
 from storage.keypair import PUBLIC_KEY_SIZE, KeyPair
@@ -125,7 +126,8 @@ class Connection(AsyncResource):
         self._is_initiator = is_initiator
         self._remote_key = expected_key
         self._loop = asyncio.get_running_loop()
-        self._started_at = self._loop.time()
+        self._now = event_loop.precise_clock(self._loop)  # aioquic's RTT needs < 1 ms
+        self._started_at = self._now()
 
         self._binding: bytes | None = None
         self._control = control.ControlDecoder()
@@ -318,7 +320,7 @@ class Connection(AsyncResource):
             return
         self.bytes_received += len(data)
         path = CLIENT_PATH if self._is_initiator else addr
-        self._quic.receive_datagram(data, path, now=self._loop.time())
+        self._quic.receive_datagram(data, path, now=self._now())
         self._process_events()
         if not self._closed.is_set():
             # The peer closed: aioquic drains for three probe timeouts before it says
@@ -338,7 +340,7 @@ class Connection(AsyncResource):
         if self._transmit_handle is not None:
             self._transmit_handle.cancel()
             self._transmit_handle = None
-        flight = [data for data, _ in self._quic.datagrams_to_send(now=self._loop.time())]
+        flight = [data for data, _ in self._quic.datagrams_to_send(now=self._now())]
         self.bytes_sent += sum(map(len, flight))
         if arm:
             self._arm_timer()
@@ -362,7 +364,7 @@ class Connection(AsyncResource):
             self._transmit_handle = None
         if self._terminated:
             return
-        for data, addr in self._quic.datagrams_to_send(now=self._loop.time()):
+        for data, addr in self._quic.datagrams_to_send(now=self._now()):
             self.bytes_sent += len(data)
             if not self._is_initiator:
                 # aioquic sends on the validated path: the client's current address
@@ -411,7 +413,7 @@ class Connection(AsyncResource):
         self._timer_at = None
         if self._terminated:
             return
-        self._quic.handle_timer(now=self._loop.time())
+        self._quic.handle_timer(now=self._now())
         self._process_events()
         self._transmit()
 
@@ -439,7 +441,7 @@ class Connection(AsyncResource):
     # -- handshake and control stream -------------------------------------------
 
     def _on_handshake_completed(self) -> None:
-        self._sample_rtt(self._loop.time() - self._started_at)
+        self._sample_rtt(self._now() - self._started_at)
         self._early_answer = b""
         try:
             self._binding = channel_binding(self._quic)
@@ -722,7 +724,7 @@ class Connection(AsyncResource):
 
     def _ping(self) -> None:
         uid = next(self._ping_ids)
-        self._pings[uid] = self._loop.time()
+        self._pings[uid] = self._now()
         while len(self._pings) > _MAX_PINGS:
             del self._pings[next(iter(self._pings))]
         self._quic.send_ping(uid)
@@ -731,7 +733,7 @@ class Connection(AsyncResource):
     def _on_pong(self, uid: int) -> None:
         sent = self._pings.pop(uid, None)
         if sent is not None:
-            self._sample_rtt(self._loop.time() - sent)
+            self._sample_rtt(self._now() - sent)
 
     def _sample_rtt(self, sample: float) -> None:
         self._rtt = sample if self._rtt is None else 0.875 * self._rtt + 0.125 * sample

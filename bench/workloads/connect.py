@@ -159,8 +159,17 @@ async def _network(size: int, p: dict[str, Any], first: bool, m: dict[str, float
             await sink.close()
 
 
-async def run(p: dict[str, Any]) -> Result:
+async def _run(p: dict[str, Any]) -> Result:
     m: dict[str, float] = {}
     for index, size in enumerate(p["sizes"]):
         await _network(size, p, index == 0, m)
     return {"metrics": m, "info": {}}
+
+
+def run(p: dict[str, Any]) -> Result:
+    """On the loop our programs use (``p["loop"]`` picks one, see ``dht.event_loop``)."""
+    from dht import event_loop
+
+    result = event_loop.run(_run(p), p.get("loop"))
+    result["info"]["loop"] = event_loop.loop_name(p.get("loop"))
+    return result
