@@ -188,7 +188,7 @@ SUITES: dict[str, Suite] = {
         _dht_params,
         (
             Side("ours", "ours", "python", "dht"),
-            Side("ours (asyncio loop)", "ours", "python", "dht", {"loop": "asyncio"}),
+            Side("ours (uvloop)", "ours", "python", "dht", {"loop": "uvloop"}),
             Side(
                 "ours (virtual net)",
                 "ours",
@@ -210,7 +210,7 @@ SUITES: dict[str, Suite] = {
         _connect_params,
         (
             Side("ours", "ours", "python", "connect"),
-            Side("ours (asyncio loop)", "ours", "python", "connect", {"loop": "asyncio"}),
+            Side("ours (uvloop)", "ours", "python", "connect", {"loop": "uvloop"}),
             Side("hyperswarm", "ref", "node", "connect.js"),
         ),
         _connect_metrics,

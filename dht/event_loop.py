@@ -1,12 +1,10 @@
 """The asyncio event loop that peerswarm's own programs (the CLI, the bench) run on.
 
-On loopback and LAN a lookup or a dial is bound by CPU, and much of that CPU is the
-loop itself: one turn of the standard loop, and each datagram it reads, costs tens of
-microseconds in Python. uvloop does the same work in C (libuv), which makes a
-10-node lookup about a third faster and steadier. The library works on any asyncio
-loop and never installs one; an app picks its own (``uvloop.run(main())`` is the
-one-line way). ``PEERSWARM_LOOP=asyncio`` makes our programs use the standard loop,
-to compare or to use asyncio's debug mode.
+The library works on any asyncio loop and never installs one. Our programs use
+asyncio's own unless ``PEERSWARM_LOOP=uvloop`` asks for uvloop (the ``uvloop``
+extra). Measured side by side (``python -m bench dht|connect``), uvloop makes
+lookups on 50-100 node networks faster, but dials (mostly aioquic's TLS in Python)
+slower, and 10-node lookups no faster, so it is a choice, not the default.
 """
 
 from __future__ import annotations
@@ -22,18 +20,18 @@ from storage.errors import InvalidArgumentError
 
 T = TypeVar("T")
 
-LOOPS = ("uvloop", "asyncio")
+LOOPS = ("asyncio", "uvloop")
 ENV = "PEERSWARM_LOOP"
 
 
 def available() -> list[str]:
-    """The loops installed here, best first (uvloop is a dependency wherever it builds)."""
+    """The loops installed here, the default first."""
     return [name for name in LOOPS if name == "asyncio" or importlib.util.find_spec(name)]
 
 
 def loop_name(requested: str | None = None) -> str:
-    """The loop to use: ``requested``, else ``$PEERSWARM_LOOP``, else the best installed."""
-    name = requested or os.environ.get(ENV) or available()[0]
+    """The loop to use: ``requested``, else ``$PEERSWARM_LOOP``, else asyncio's own."""
+    name = requested or os.environ.get(ENV) or LOOPS[0]
     if name not in LOOPS:
         raise InvalidArgumentError(f"unknown event loop {name!r}: one of {', '.join(LOOPS)}")
     return name

@@ -31,8 +31,8 @@ LOOP_MODULES = {
     "test_quic_endpoint",
     "test_swarm",
 }
-"""Tests of the layers that drive sockets: they run on both loops our users run on
-(asyncio's own, and uvloop, which the CLI and the bench use; see ``dht.event_loop``)."""
+"""Tests of the layers that drive sockets: they run on both loops our users run on,
+asyncio's own and uvloop (when installed; see ``dht.event_loop``)."""
 
 
 def pytest_asyncio_loop_factories(
