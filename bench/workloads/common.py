@@ -1,9 +1,10 @@
-"""Helpers shared by our workloads: clocks, rates, memory."""
+"""Helpers shared by our workloads: clocks, rates, memory, the event loop."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,14 @@ def rss_mb() -> float:
 def progress(result: Result) -> None:
     """Print the figures so far: if the run is cut short, the harness keeps the last line."""
     print(json.dumps(result), flush=True)
+
+
+def on_loop(
+    main: Callable[[dict[str, Any]], Coroutine[Any, Any, Result]], p: dict[str, Any]
+) -> Result:
+    """Run an async workload on the loop ``p["loop"]`` names (see ``dht.event_loop``)."""
+    from dht import event_loop  # late: the storage workloads never load the DHT
+
+    result = event_loop.run(main(p), p.get("loop"))
+    result.setdefault("info", {})["loop"] = event_loop.loop_name(p.get("loop"))
+    return result

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bench.stats import percentile
-from bench.workloads.common import MB, Result, now, rate
+from bench.workloads.common import MB, Result, now, on_loop, rate
 
 CHUNK = 64 * 1024
 TIMEOUT = 30.0
@@ -167,9 +167,4 @@ async def _run(p: dict[str, Any]) -> Result:
 
 
 def run(p: dict[str, Any]) -> Result:
-    """On the loop our programs use (``p["loop"]`` picks one, see ``dht.event_loop``)."""
-    from dht import event_loop
-
-    result = event_loop.run(_run(p), p.get("loop"))
-    result["info"]["loop"] = event_loop.loop_name(p.get("loop"))
-    return result
+    return on_loop(_run, p)

@@ -13,7 +13,7 @@ import statistics
 from typing import Any
 
 from bench.stats import percentile
-from bench.workloads.common import Result, now, rss_mb
+from bench.workloads.common import Result, now, on_loop, rss_mb
 
 
 async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> None:
@@ -80,9 +80,4 @@ async def _run(p: dict[str, Any]) -> Result:
 
 
 def run(p: dict[str, Any]) -> Result:
-    """On the loop our programs use (``p["loop"]`` picks one, see ``dht.event_loop``)."""
-    from dht import event_loop
-
-    result = event_loop.run(_run(p), p.get("loop"))
-    result["info"]["loop"] = event_loop.loop_name(p.get("loop"))
-    return result
+    return on_loop(_run, p)
