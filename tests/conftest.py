@@ -35,9 +35,12 @@ LOOP_MODULES = {
 asyncio's own and uvloop (when installed; see ``dht.event_loop``)."""
 
 
+BOTH_LOOPS = {name: event_loop.loop_factory(name) for name in event_loop.available()}
+ASYNCIO_LOOP = {"asyncio": BOTH_LOOPS["asyncio"]}
+
+
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
-    names = event_loop.available() if module in LOOP_MODULES else ["asyncio"]
-    return {name: event_loop.loop_factory(name) for name in names}
+    return BOTH_LOOPS if module in LOOP_MODULES else ASYNCIO_LOOP
