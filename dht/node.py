@@ -14,6 +14,7 @@ maintenance. Every background task is owned by the node and cancelled in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -892,12 +893,22 @@ class DHTNode(RequestServer, AsyncResource):
         A ``trace`` is filled in as the query runs: the hop of each record and the
         requests and replies it took.
         """
+        async with contextlib.aclosing(self.find_peers(topic, trace)) as found:
+            async for record, _ in found:
+                yield record
+
+    async def find_peers(
+        self, topic: bytes, trace: LookupTrace | None = None
+    ) -> AsyncGenerator[tuple[PeerRecord, Address | None], None]:
+        """:meth:`lookup`, each record with the node that first answered with it
+        (``None``: our own store). That node holds the announcement, and we its token
+        from the reply: the one to ask to forward to the peer (see :meth:`find_peer`)."""
         _check_key(topic, "topic")
         self._check_open()
-        queue: asyncio.Queue[PeerRecord | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[PeerRecord, Address | None] | None] = asyncio.Queue()
         seen: set[bytes] = set()
 
-        def offer(record: PeerRecord, hop: int) -> None:
+        def offer(record: PeerRecord, hop: int, holder: Address | None) -> None:
             if record.public_key in seen or len(seen) >= MAX_LOOKUP_RESULTS:
                 return
             if not self._valid(record, topic):
@@ -905,7 +916,7 @@ class DHTNode(RequestServer, AsyncResource):
             seen.add(record.public_key)
             if trace is not None:
                 trace.hops[record.public_key] = hop
-            queue.put_nowait(record)
+            queue.put_nowait((record, holder))
 
         values: set[bytes] = set()
 
@@ -915,10 +926,10 @@ class DHTNode(RequestServer, AsyncResource):
                 return  # the k nodes near a topic mostly send the very same bytes
             values.add(value)
             for record in rec.decode_lookup_reply(value, MAX_RECORDS_PER_REPLY, seen):
-                offer(record, hop)
+                offer(record, hop, addr)
 
         for record in self.records.lookup(topic, self._now()):
-            offer(record, 0)
+            offer(record, 0, None)
 
         walk = self._walk(Command.LOOKUP, topic, on_reply=on_reply)
         walk.done.add_done_callback(lambda _: queue.put_nowait(None))

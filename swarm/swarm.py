@@ -57,14 +57,13 @@ from swarm.local_host import is_this_host, local_ips
 from swarm.peer_info import PeerInfo
 from swarm.quic_endpoint import EarlyDial, QuicEndpoint
 from swarm.quic_options import QuicOptions
+from swarm.relayed_handshake import RelayedHandshake, relay_order
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 QUIC_FIRST, QUIC_LAST = 0x40, 0xFF
 UNANNOUNCE_TIMEOUT = 2.0
-HANDSHAKE_HEDGE = 0.25
-"""Seconds the connect handshake waits on one relay before asking the next as well."""
 ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
 
 
@@ -315,12 +314,24 @@ class Swarm(AsyncResource):
 
     # -- dialing -----------------------------------------------------------------------
 
-    def _dial_once(self, public_key: bytes, record: PeerRecord | None) -> asyncio.Task[Connection]:
-        """One dial per key at a time: a second caller shares the first one's attempt."""
+    def _dial_once(
+        self, public_key: bytes, record: PeerRecord | None, holder: Address | None = None
+    ) -> asyncio.Task[Connection]:
+        """One dial per key at a time: a second caller shares the first one's attempt.
+
+        A dial from a ``record`` sends its relayed handshake now, in the caller's turn
+        of the event loop (the burst of lookup replies that brought the record also
+        starts the lookup's next round, and a task would only get to it after that),
+        through ``holder`` first: the node that gave us the record holds the
+        announcement, and we its token (a relay we hold none of asks for one first).
+        """
         task = self._connecting.get(public_key)
         if task is None or task.done():  # done: its callbacks have yet to forget it
             self._peer(public_key).attempts += 1
-            task = self._spawn(self._attempt(public_key, record))
+            begun = None if record is None else self._begin(record, holder)
+            task = self._spawn(self._attempt(public_key, begun))
+            if begun is not None:
+                task.add_done_callback(lambda _: begun.stop())  # also when cancelled unstarted
             self._connecting[public_key] = task
 
             def done(t: asyncio.Task[Connection]) -> None:
@@ -333,15 +344,16 @@ class Swarm(AsyncResource):
             task.add_done_callback(_log_failure)
         return task
 
-    async def _attempt(self, public_key: bytes, record: PeerRecord | None) -> Connection:
-        """One dial (by key, or from a lookup's record); tells :meth:`connect`'s callers
-        as soon as it is over, not a turn of the event loop later (cancelled: its task's
-        done callback tells them: only :meth:`close` cancels a dial)."""
+    async def _attempt(self, public_key: bytes, begun: _Begun | None) -> Connection:
+        """One dial: by key, or one :meth:`_begin` started from a record. Tells
+        :meth:`connect`'s callers as soon as it is over, not a turn of the event loop
+        later (cancelled: its task's done callback tells them: only :meth:`close`
+        cancels a dial)."""
         try:
-            if record is None:
+            if begun is None:
                 conn = await self._connect_key(public_key)
             else:
-                conn = await self._connect_record(record)
+                conn = await self._connect_begun(begun)
         except Exception as e:
             self._tell(public_key, None, e)
             raise
@@ -364,113 +376,50 @@ class Swarm(AsyncResource):
         found = await self.dht.find_peer(key_topic(public_key), public_key)
         if found is None:
             raise PeerNotFoundError(f"no announcement of {public_key.hex()} on the DHT")
-        record, holder = found
-        return await self._connect_record(record, holder)
-
-    async def _connect_record(
-        self, record: PeerRecord, holder: Address | None = None
-    ) -> Connection:
-        # QUIC starts inside the relayed handshake: our Initial goes with the request
-        # and the server's answer comes back with the reply (swarm.handshake)
-        early = self._endpoint.dial_early(record.public_key, local=self._local_peers())
+        begun = self._begin(*found)
         try:
-            try:
-                reply = await self._handshake(record, holder, early.initial if early else b"")
-            except HandshakeError as e:
-                if early is None or not isinstance(e.__cause__, RequestTimeoutError):
-                    raise
-                # no relay answered at all: a relayed message with a QUIC datagram inside
-                # is ~1.4 KB, and should a path drop what a small one passes, try without
-                self._endpoint.discard(early)
-                early = None
-                reply = await self._handshake(record, holder)
-            if reply.status != ReplyStatus.OK:
-                raise PeerRejectedError(
-                    f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
-                )
-            return await self._dial(
-                record.public_key, reply.addresses, reply.admission, early, reply.quic
-            )
+            return await self._connect_begun(begun)
         finally:
-            if early is not None:
-                self._endpoint.discard(early)  # a no-op once a dial took it
+            begun.stop()
 
-    async def _handshake(
-        self, record: PeerRecord, holder: Address | None = None, quic: bytes = b""
-    ) -> ConnectReply:
-        """Send the handshake through one of the record's relays; first answer wins.
+    def _begin(self, record: PeerRecord, holder: Address | None = None) -> _Begun:
+        """Start a dial from ``record`` now: QUIC starts inside the relayed handshake
+        (our Initial goes with the request, the server's answer comes back with the
+        reply, swarm.handshake). Never raises: a failure is the handshake's result."""
+        early = None
+        with contextlib.suppress(PeerswarmError):
+            early = self._endpoint.dial_early(record.public_key, local=self._local_peers())
+        ask = self._ask(record, holder, early.initial if early else b"")
+        return _Begun(self._endpoint, record, holder, early, ask)
 
-        ``holder``, a node that just gave us the record (so it holds the announcement
-        and we its token), goes first, then relays that answered us lately (we hold
-        their token, so no extra round trip for one). The next relay is asked as soon
-        as one fails, or when none answered within :data:`HANDSHAKE_HEDGE` (the others
-        keep going): a healthy network forwards each handshake once, a dead relay
-        costs a fraction of a second rather than a timeout.
-        """
+    def _ask(
+        self, record: PeerRecord, holder: Address | None, quic: bytes = b""
+    ) -> RelayedHandshake:
         request = handshake.encode_request(
             ConnectRequest(self.public_key, record.public_key, tuple(self._addresses()), quic)
         )
-        relays = sorted(
-            dict.fromkeys(record.relay_addresses), key=lambda a: not self.dht.has_token(a)
-        )
-        if holder is not None:
-            relays = [holder, *(a for a in relays if a != holder)]
-        if not relays:
-            raise HandshakeError("the peer's record names no relay")
-        # Driven by the replies' callbacks: a task per relay asked, and asyncio.wait
-        # over them, cost three turns of the event loop between a reply and us.
-        loop = asyncio.get_running_loop()
-        result: asyncio.Future[ConnectReply] = loop.create_future()
-        cancels: list[Callable[[], None]] = []
-        asking = 0
-        last: PeerswarmError | None = None
-        hedge: asyncio.TimerHandle | None = None
+        relays = relay_order(record.relay_addresses, self.dht.has_token, holder)
+        return RelayedHandshake(self.dht, record.public_key, request, relays)
 
-        def ask_next() -> None:
-            nonlocal asking, hedge
-            if hedge is not None:
-                hedge.cancel()
-                hedge = None
-            if result.done():
-                return
-            asking += 1
-            try:
-                cancels.append(
-                    self.dht.forward_call(relays.pop(0), record.public_key, request, answered)
-                )
-            except PeerswarmError as e:
-                answered(None, e)
-                return
-            if relays:
-                hedge = loop.call_later(HANDSHAKE_HEDGE, ask_next)
-
-        def answered(data: bytes | None, error: PeerswarmError | None) -> None:
-            nonlocal asking, last
-            asking -= 1
-            if result.done():
-                return
-            if data is not None:
-                try:
-                    result.set_result(handshake.decode_reply(data))
-                    return
-                except PeerswarmError as e:
-                    error = e
-            last = error
-            if relays:
-                ask_next()
-            elif asking == 0:
-                failure = HandshakeError(f"no relay could reach the peer: {last}")
-                failure.__cause__ = last
-                result.set_exception(failure)
-
-        ask_next()
+    async def _connect_begun(self, begun: _Begun) -> Connection:
+        record = begun.record
         try:
-            return await result
-        finally:
-            if hedge is not None:
-                hedge.cancel()
-            for cancel in cancels:
-                cancel()
+            reply = await begun.ask.result
+        except HandshakeError as e:
+            if begun.early is None or not isinstance(e.__cause__, RequestTimeoutError):
+                raise
+            # no relay answered at all: a relayed message with a QUIC datagram inside
+            # is ~1.4 KB, and should a path drop what a small one passes, try without
+            begun.stop()
+            begun.ask = self._ask(record, begun.holder)
+            reply = await begun.ask.result
+        if reply.status != ReplyStatus.OK:
+            raise PeerRejectedError(
+                f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
+            )
+        return await self._dial(
+            record.public_key, reply.addresses, reply.admission, begun.early, reply.quic
+        )
 
     async def _dial(
         self,
@@ -528,8 +477,8 @@ class Swarm(AsyncResource):
         await self.dht.announce(topic, self.key_pair)
 
     async def _discover(self, topic: bytes) -> None:
-        async with contextlib.aclosing(self.dht.lookup(topic)) as records:
-            async for record in records:
+        async with contextlib.aclosing(self.dht.find_peers(topic)) as found:
+            async for record, holder in found:
                 key = record.public_key
                 if key == self.public_key:
                     continue
@@ -538,7 +487,7 @@ class Swarm(AsyncResource):
                     continue
                 if len(self._connections) >= self.max_peers or self._peer(key).banned:
                     continue
-                self._dial_once(key, record)
+                self._dial_once(key, record, holder)
 
     # -- serving -----------------------------------------------------------------------
 
@@ -684,6 +633,32 @@ class Swarm(AsyncResource):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+class _Begun:
+    """A dial begun from a record (:meth:`Swarm._begin`): the relayed handshake in
+    flight and the QUIC client whose Initial went with it, until a dial takes it."""
+
+    def __init__(
+        self,
+        endpoint: QuicEndpoint,
+        record: PeerRecord,
+        holder: Address | None,
+        early: EarlyDial | None,
+        ask: RelayedHandshake,
+    ) -> None:
+        self.record = record
+        self.holder = holder
+        self.early = early
+        self.ask = ask
+        self._endpoint = endpoint
+
+    def stop(self) -> None:
+        """Withdraw the handshake and discard the early client unless a dial took it."""
+        self.ask.stop()
+        if self.early is not None:
+            self._endpoint.discard(self.early)
+            self.early = None
 
 
 async def _await(result: Awaitable[None]) -> None:

@@ -105,6 +105,26 @@ async def test_find_peer_stops_at_the_key_and_names_the_node_holding_it() -> Non
             await node.find_peer(TOPIC, b"short")
 
 
+async def test_find_peers_names_the_node_that_answered_with_each_record() -> None:
+    async with testnet(size=30, **FAST) as net:
+        peers = [KeyPair.generate() for _ in range(3)]
+        for i, kp in enumerate(peers):
+            await net.nodes[3 + i].announce(TOPIC, kp)
+        by_address = {n.address: n for n in net.nodes}
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as client:
+            async with aclosing(client.find_peers(TOPIC)) as found:
+                pairs = [pair async for pair in found]
+            assert sorted(r.public_key for r, _ in pairs) == sorted(kp.public_key for kp in peers)
+            for record, holder in pairs:
+                assert holder is not None and client.has_token(holder)  # it answered us
+                stored = by_address[holder].records.lookup(TOPIC, by_address[holder]._now())
+                assert record in stored  # and holds the announcement, so it can forward
+        # from a node's own store: no holder to name
+        node = next(n for n in net.nodes if n.records.lookup(TOPIC, n._now()))
+        async with aclosing(node.find_peers(TOPIC)) as found:
+            assert (await anext(found))[1] is None
+
+
 async def test_records_expire_without_refresh() -> None:
     async with (
         testnet(size=6, record_ttl=0.6, **FAST) as net,

@@ -14,6 +14,7 @@ import pytest
 from aioquic.quic.packet import QuicPacketType
 from helpers import packet_types, until
 
+from dht import node as dht_node
 from dht.errors import RequestTimeoutError
 from dht.node import DHTNode
 from dht.records import PeerRecord
@@ -21,15 +22,15 @@ from dht.testnet import testnet
 from dht.transport import Address
 from storage.errors import ClosedError, DecodeError, PeerswarmError
 from storage.keypair import KeyPair
-from swarm import Swarm, handshake
-from swarm import swarm as swarm_module
+from swarm import Swarm, handshake, relayed_handshake
 from swarm.admission import Admission
 from swarm.connection import Connection
 from swarm.errors import ConnectionClosedError, PeerNotFoundError, PeerRejectedError
 from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
 from swarm.local_host import local_ips
 from swarm.quic_options import QuicOptions
-from swarm.swarm import HANDSHAKE_HEDGE, _dial_order, key_topic
+from swarm.relayed_handshake import HEDGE
+from swarm.swarm import _dial_order, key_topic
 
 FAST = QuicOptions(idle_timeout=2.0, keepalive=0.5, handshake_timeout=3.0)
 
@@ -60,7 +61,7 @@ async def make(bootstrap: list[Address]) -> AsyncIterator[Callable[..., Any]]:
 def one_relay(monkeypatch: pytest.MonkeyPatch) -> None:
     """No hedging: a handshake asks one relay, however slow it is on a loaded machine
     (a test that counts screenings or relays must not see a hedge's second one)."""
-    monkeypatch.setattr(swarm_module, "HANDSHAKE_HEDGE", 30.0)
+    monkeypatch.setattr(relayed_handshake, "HEDGE", 30.0)
 
 
 async def first_connection(swarm: Swarm) -> Connection:
@@ -163,6 +164,25 @@ async def test_connect_by_key_handshakes_through_the_node_that_answered(
     assert client.dht.has_token(relays_used[0])
 
 
+async def test_join_handshakes_through_the_node_that_answered_with_the_record(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's record names no relay at all: only the node a lookup heard the
+    # record from (it holds the announcement, and we its token) can forward to it.
+    monkeypatch.setattr(dht_node, "RELAYS_PER_RECORD", 0)
+    server, client = await make(), await make()
+    topic = os.urandom(32)
+    await server.join(topic, server=True, client=False).flushed()
+    async with contextlib.aclosing(client.dht.lookup(topic)) as found:
+        assert (await anext(found)).relay_addresses == ()
+    relays_used: list[Address] = []
+    tap_forward(client, on_request=lambda via, payload: relays_used.append(via))
+    client.join(topic, server=False, client=True)
+    conn = await asyncio.wait_for(first_connection(client), 10)
+    assert conn.remote_public_key == server.public_key
+    assert relays_used and client.dht.has_token(relays_used[0])
+
+
 async def test_handshake_gets_past_dead_and_unknowing_relays(make: Callable[..., Any]) -> None:
     server, client = await make(), await make()
     await server.listen()
@@ -182,7 +202,7 @@ async def test_handshake_gets_past_dead_and_unknowing_relays(make: Callable[...,
         start = loop.time()
         conn = await asyncio.wait_for(client._dial_once(server.public_key, forged), 10)
         assert conn.remote_public_key == server.public_key
-        assert HANDSHAKE_HEDGE <= loop.time() - start < 1.0  # no relay timeout was waited out
+        assert HEDGE <= loop.time() - start < 1.0  # no relay timeout was waited out
     finally:
         await unknowing.close()
 
