@@ -31,18 +31,20 @@ class SideResult:
     unavailable: str | None = None
     errors: list[str] = field(default_factory=list)
 
+    def per_run(self) -> list[Medians | None]:
+        """Each run's figures in run order (None for a run that failed)."""
+        return [
+            None
+            if run.error is not None or run.unavailable is not None
+            else {**run.metrics, "peak_rss_mb": run.peak_rss_mb}
+            if run.peak_rss_mb is not None
+            else dict(run.metrics)
+            for run in self.runs
+        ]
+
     def medians(self) -> Medians | None:
-        good = [r for r in self.runs if r.error is None and r.unavailable is None]
-        if not good:
-            return None
-        figures = []
-        for run in good:
-            figures.append(
-                {**run.metrics, "peak_rss_mb": run.peak_rss_mb}
-                if run.peak_rss_mb is not None
-                else dict(run.metrics)
-            )
-        return median_metrics(figures)
+        figures = [run for run in self.per_run() if run is not None]
+        return median_metrics(figures) if figures else None
 
     def active(self) -> bool:
         return self.unavailable is None and len(self.errors) < MAX_ERRORS
@@ -135,7 +137,8 @@ def _rows(suite: Suite, params: dict[str, Any], results: list[SideResult]) -> li
     ours = [(r.side.label, r.medians()) for r in results if r.side.role == "ours"]
     refs = [(r.side.label, r.medians()) for r in results if r.side.role == "ref"]
     solo = {r.side.label for r in results if r.side.solo}
-    return build_rows(suite.metrics(params), suite.targets(params), ours, refs, solo)
+    per_run = {r.side.label: r.per_run() for r in results}
+    return build_rows(suite.metrics(params), suite.targets(params), ours, refs, solo, per_run)
 
 
 def _table(suite: Suite, params: dict[str, Any], results: list[SideResult]) -> str:
@@ -173,6 +176,7 @@ def _json(suite: Suite, params: dict[str, Any], results: list[SideResult]) -> di
                 "ahead": dict(zip(refs, row.ahead, strict=True)),
                 "target": row.target or None,
                 "met": row.met,
+                "runs_met": None if row.runs_met is None else list(row.runs_met),
             }
             for row in _rows(suite, params, results)
         ],

@@ -12,7 +12,9 @@ Medians = Mapping[str, float]
 
 LEGEND = (
     "ahead = ours/theirs when higher is better (↑), theirs/ours when lower is better (↓): "
-    "> 1.00x means ours is ahead"
+    "> 1.00x means ours is ahead\n"
+    "met (k/n): the target, judged on the medians; it held in k of the n runs taken "
+    "side by side (run i of ours against run i of the reference)"
 )
 
 
@@ -28,6 +30,8 @@ class Row:
     ahead: tuple[float | None, ...]
     target: str
     met: bool | None
+    runs_met: tuple[int, int] | None = None
+    """(runs where the target held, runs judged), run by run."""
 
 
 def build_rows(
@@ -36,14 +40,18 @@ def build_rows(
     ours: Sequence[tuple[str, Medians | None]],
     refs: Sequence[tuple[str, Medians | None]],
     solo: Collection[str] = (),
+    per_run: Mapping[str, Sequence[Medians | None]] | None = None,
 ) -> list[Row]:
     """Rows for each metric x each of our variants that has it.
 
     A variant with no figures at all (not available yet) still gets rows for
     the first variant, so the reference figures are shown. Targets are judged
     against the first reference. Variants named in ``solo`` (e.g. a simulation)
-    have no counterpart: their rows show no reference figures.
+    have no counterpart: their rows show no reference figures. ``per_run`` (each
+    side's figures run by run, None for a failed run) adds how many runs met each
+    target: on a noisy machine a median alone does not say how robust a result is.
     """
+    first_ref = refs[0][0] if refs else None
     by_key = {t.key: t for t in targets}
     several = len(ours) > 1
     rows: list[Row] = []
@@ -60,9 +68,13 @@ def build_rows(
                 for r in theirs
             )
             target = by_key.get(metric.key)
-            met = None
+            met = runs_met = None
             if target is not None:
                 met = target.met(value, ahead[0] if ahead else None)
+                if per_run is not None and value is not None:
+                    runs = per_run.get(variant, ())
+                    theirs_runs = per_run.get(first_ref, ()) if first_ref else ()
+                    runs_met = _runs_met(target, metric, runs, theirs_runs)
             label = f"{metric.label} [{variant}]" if several else metric.label
             rows.append(
                 Row(
@@ -74,9 +86,29 @@ def build_rows(
                     ahead,
                     target.text if target else "",
                     met,
+                    runs_met,
                 )
             )
     return rows
+
+
+def _runs_met(
+    target: Target,
+    metric: Metric,
+    ours: Sequence[Medians | None],
+    theirs: Sequence[Medians | None],
+) -> tuple[int, int] | None:
+    """How many runs met ``target``: a relative one pairs run i of each side."""
+    verdicts = []
+    for index, run in enumerate(ours):
+        value = None if run is None else run.get(metric.key)
+        ref_run = theirs[index] if index < len(theirs) else None
+        ref = None if ref_run is None else ref_run.get(metric.key)
+        ahead = None if value is None or ref is None else advantage(value, ref, metric.direction)
+        verdict = target.met(value, ahead)
+        if verdict is not None:
+            verdicts.append(verdict)
+    return (sum(verdicts), len(verdicts)) if verdicts else None
 
 
 def fmt(value: float | None) -> str:
@@ -98,9 +130,13 @@ def fmt_ahead(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
-def fmt_met(met: bool | None) -> str:
-    """yes / NO / blank when there is no target or a side is missing."""
-    return "" if met is None else ("yes" if met else "NO")
+def fmt_met(met: bool | None, runs_met: tuple[int, int] | None = None) -> str:
+    """yes / NO / blank when there is no target or a side is missing; with the
+    runs that met it, e.g. 'yes (4/5)'."""
+    if met is None:
+        return ""
+    text = "yes" if met else "NO"
+    return text if runs_met is None else f"{text} ({runs_met[0]}/{runs_met[1]})"
 
 
 def render(title: str, ours_label: str, ref_labels: Sequence[str], rows: Sequence[Row]) -> str:
@@ -115,7 +151,7 @@ def render(title: str, ours_label: str, ref_labels: Sequence[str], rows: Sequenc
         cells = [row.label, f"{row.unit} {arrow}", fmt(row.ours)]
         for ref, ahead in zip(row.refs, row.ahead, strict=True):
             cells += [fmt(ref), fmt_ahead(ahead)]
-        cells += [row.target, fmt_met(row.met)]
+        cells += [row.target, fmt_met(row.met, row.runs_met)]
         body.append(cells)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = [title, _line(header, widths), _line(["-" * w for w in widths], widths)]

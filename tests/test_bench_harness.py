@@ -54,6 +54,22 @@ def test_rows_and_render() -> None:
     assert "3.00x" in text and "NO" in text and "0.50x" in text
 
 
+def test_rows_count_the_runs_that_met_a_target_side_by_side() -> None:
+    metrics = [lower("ms", "latency", "ms"), lower("rss", "memory", "MB")]
+    targets = [Target("ms", "<= JS", min_advantage=1.0), Target("rss", "< 50", op="<", bound=50)]
+    per_run = {
+        "ours": [{"ms": 1.0, "rss": 40.0}, {"ms": 3.0, "rss": 60.0}, None, {"ms": 1.5}],
+        "js": [{"ms": 2.0}, {"ms": 2.5}, {"ms": 1.0}, {"ms": 2.0}],
+    }
+    ours = [("ours", {"ms": 1.5, "rss": 50.0})]
+    rows = build_rows(metrics, targets, ours, [("js", {"ms": 2.0})], per_run=per_run)
+    # latency: run 1 and run 4 beat JS side by side, run 2 did not, run 3 failed
+    assert [(r.met, r.runs_met) for r in rows] == [(True, (2, 3)), (False, (1, 2))]
+    text = render("title", "ours", ["js"], rows)
+    assert "yes (2/3)" in text and "NO (1/2)" in text
+    assert build_rows(metrics, targets, ours, [("js", {"ms": 2.0})])[0].runs_met is None
+
+
 def test_unavailable_ours_still_shows_reference() -> None:
     rows = build_rows(
         [higher("ops", "appends", "ops/s")], [], [("ours", None)], [("js", {"ops": 1.0})]
