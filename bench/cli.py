@@ -33,14 +33,7 @@ class SideResult:
 
     def per_run(self) -> list[Medians | None]:
         """Each run's figures in run order (None for a run that failed)."""
-        return [
-            None
-            if run.error is not None or run.unavailable is not None
-            else {**run.metrics, "peak_rss_mb": run.peak_rss_mb}
-            if run.peak_rss_mb is not None
-            else dict(run.metrics)
-            for run in self.runs
-        ]
+        return [_figures(run) for run in self.runs]
 
     def medians(self) -> Medians | None:
         figures = [run for run in self.per_run() if run is not None]
@@ -48,6 +41,14 @@ class SideResult:
 
     def active(self) -> bool:
         return self.unavailable is None and len(self.errors) < MAX_ERRORS
+
+
+def _figures(run: Outcome) -> Medians | None:
+    if run.error is not None or run.unavailable is not None:
+        return None
+    if run.peak_rss_mb is None:
+        return dict(run.metrics)
+    return {**run.metrics, "peak_rss_mb": run.peak_rss_mb}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -72,9 +72,10 @@ def build_rows(
             if target is not None:
                 met = target.met(value, ahead[0] if ahead else None)
                 if per_run is not None and value is not None:
-                    runs = per_run.get(variant, ())
-                    theirs_runs = per_run.get(first_ref, ()) if first_ref else ()
-                    runs_met = _runs_met(target, metric, runs, theirs_runs)
+                    theirs_runs: Sequence[Medians | None] = ()
+                    if first_ref is not None and variant not in solo:
+                        theirs_runs = per_run.get(first_ref, ())
+                    runs_met = _runs_met(target, metric, per_run.get(variant, ()), theirs_runs)
             label = f"{metric.label} [{variant}]" if several else metric.label
             rows.append(
                 Row(

@@ -98,3 +98,14 @@ def test_solo_variant_has_no_reference() -> None:
     ours = [("ours", {"rss": 10.0}), ("sim", {"rss": 100.0})]
     rows = build_rows(metrics, [], ours, [("js", {"rss": 20.0})], solo={"sim"})
     assert [(r.refs, r.ahead) for r in rows] == [((20.0,), (2.0,)), ((None,), (None,))]
+
+
+def test_a_solo_variant_is_judged_on_its_own_runs() -> None:
+    metrics = [lower("rss", "peak RSS", "MB")]
+    targets = [Target("rss", "< 50", op="<", bound=50), Target("rss", "<= JS", min_advantage=1)]
+    per_run = {"sim": [{"rss": 40.0}, {"rss": 60.0}, {"rss": 45.0}], "js": [{"rss": 1.0}] * 3}
+    for target, runs_met in zip(targets, [(2, 3), None], strict=True):
+        (row,) = build_rows(
+            metrics, [target], [("sim", {"rss": 45.0})], [("js", {"rss": 1.0})], {"sim"}, per_run
+        )
+        assert row.runs_met == runs_met  # never set against the reference's runs
