@@ -32,7 +32,7 @@ class Forwarder(Protocol):
     def has_token(self, addr: Address) -> bool: ...
 
     def forward_call(
-        self, relay: Address, target: bytes, payload: bytes, callback: ForwardCallback
+        self, via: Address, target_public_key: bytes, payload: bytes, callback: ForwardCallback
     ) -> Callable[[], None]: ...
 
 

@@ -33,12 +33,12 @@ class ScriptedDHT:
         return addr in self.tokens
 
     def forward_call(
-        self, relay: Address, target: bytes, payload: bytes, callback: ForwardCallback
+        self, via: Address, target_public_key: bytes, payload: bytes, callback: ForwardCallback
     ) -> Callable[[], None]:
         if self.refuse:
             raise ClosedError("node closed")
-        self.calls.append((relay, callback))
-        return lambda: self.cancelled.append(relay)
+        self.calls.append((via, callback))
+        return lambda: self.cancelled.append(via)
 
     @property
     def asked(self) -> list[Address]:
