@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bench.metrics import Direction, Target, higher, lower
@@ -9,6 +11,7 @@ from bench.process import _parse
 from bench.stats import advantage, median, median_metrics, percentile
 from bench.suites import SUITES
 from bench.table import build_rows, render
+from bench.workloads.common import trials
 
 
 def test_median_and_percentile() -> None:
@@ -109,3 +112,16 @@ def test_a_solo_variant_is_judged_on_its_own_runs() -> None:
             metrics, [target], [("sim", {"rss": 45.0})], [("js", {"rss": 1.0})], {"sim"}, per_run
         )
         assert row.runs_met == runs_met  # never set against the reference's runs
+
+
+def test_warmup_trials_run_first_and_are_left_out() -> None:
+    calls: list[int] = []
+
+    async def trial() -> int:
+        calls.append(len(calls))
+        return len(calls)
+
+    assert asyncio.run(trials({"trials": 3, "warmup": 2}, trial)) == [3, 4, 5]
+    assert asyncio.run(trials({"trials": 2}, trial)) == [6, 7]  # no warm-up asked
+    for name in ("dht", "connect"):  # the latency suites warm both sides up
+        assert all(SUITES[name].params(quick)["warmup"] > 0 for quick in (True, False))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 Result = dict[str, Any]
 MB = 1_000_000  # decimal MB everywhere (throughput and memory), as the JS side reports it
@@ -15,6 +17,17 @@ MB = 1_000_000  # decimal MB everywhere (throughput and memory), as the JS side 
 def now() -> float:
     """A monotonic high-resolution clock (seconds)."""
     return time.perf_counter()
+
+
+async def trials(p: dict[str, Any], trial: Callable[[], Awaitable[T]]) -> list[T]:
+    """The results of ``p["trials"]`` trials, run after ``p["warmup"]`` untimed ones.
+
+    The first trials of a kind run cold code (and V8 optimises hot code as it runs):
+    left in, they would weigh on whichever network size is measured first.
+    """
+    for _ in range(p.get("warmup", 0)):
+        await trial()
+    return [await trial() for _ in range(p["trials"])]
 
 
 def rate(count: float, seconds: float) -> float:

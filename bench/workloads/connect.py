@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from bench.stats import percentile
-from bench.workloads.common import MB, Result, now, on_loop, rate
+from bench.workloads.common import MB, Result, now, on_loop, rate, trials
 
 CHUNK = 64 * 1024
 TIMEOUT = 30.0
@@ -145,13 +145,13 @@ async def _network(size: int, p: dict[str, Any], first: bool, m: dict[str, float
             await server.listen()
             await server.join(topic, server=True, client=False).flushed()
             key = server.public_key
-            connect = [await _connect_trial(bootstrap, topic, key) for _ in range(p["trials"])]
+            connect = await trials(p, lambda: _connect_trial(bootstrap, topic, key))
             m[f"connect_p50_ms@{size}"] = percentile(connect, 50)
             m[f"connect_p95_ms@{size}"] = percentile(connect, 95)
-            by_key = [await _connect_key_trial(bootstrap, key) for _ in range(p["trials"])]
+            by_key = await trials(p, lambda: _connect_key_trial(bootstrap, key))
             m[f"connect_key_p50_ms@{size}"] = percentile(by_key, 50)
             m[f"connect_key_p95_ms@{size}"] = percentile(by_key, 95)
-            join = [await _join_trial(bootstrap, topic) for _ in range(p["trials"])]
+            join = await trials(p, lambda: _join_trial(bootstrap, topic))
             m[f"join_p50_ms@{size}"] = percentile(join, 50)
             m[f"join_p95_ms@{size}"] = percentile(join, 95)
             if first:

@@ -16,7 +16,7 @@ from kademlia.network import Server
 from kademlia.storage import ForgetfulStorage
 
 from bench.stats import percentile
-from bench.workloads.common import Result, now, rss_mb
+from bench.workloads.common import Result, now, rss_mb, trials
 
 HOST = "127.0.0.1"
 
@@ -43,7 +43,7 @@ async def _start(
     return server, address
 
 
-async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> None:
+async def _network(size: int, p: dict[str, Any], idle: bool, m: dict[str, float]) -> None:
     gc.collect()
     before = rss_mb()
     servers = []
@@ -59,18 +59,21 @@ async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> N
 
     announcer, _ = await _start([address])
     looker, _ = await _start([address], keep=False)
-    times, found = [], 0
-    for _ in range(trials):
+
+    async def trial() -> tuple[float, bool]:
         key, value = os.urandom(32), os.urandom(32)
         await announcer.set(key, value)
         start = now()
         got = await looker.get(key)
-        times.append((now() - start) * 1000)
-        found += got == value
+        return (now() - start) * 1000, got == value
+
+    results = await trials(p, trial)
+    times = [ms for ms, _ in results]
+    found = sum(ok for _, ok in results)
     # kademlia's get stops at the first value found: that is "first record", not a full lookup
     m[f"first_p50_ms@{size}"] = percentile(times, 50)
     m[f"first_p95_ms@{size}"] = percentile(times, 95)
-    m[f"success_pct@{size}"] = 100 * found / trials
+    m[f"success_pct@{size}"] = 100 * found / len(results)
     for server in [*servers, announcer, looker]:
         server.stop()
     await asyncio.sleep(0)
@@ -80,5 +83,5 @@ async def run(p: dict[str, Any]) -> Result:
     logging.getLogger("kademlia").setLevel(logging.CRITICAL)
     m: dict[str, float] = {}
     for index, size in enumerate(sorted(p["sizes"], reverse=True)):  # idle memory: see lookup.py
-        await _network(size, p["trials"], index == 0, m)
+        await _network(size, p, index == 0, m)
     return {"metrics": m, "info": {"note": "kademlia.get returns on the first value found"}}

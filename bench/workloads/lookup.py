@@ -13,10 +13,10 @@ import statistics
 from typing import Any
 
 from bench.stats import percentile
-from bench.workloads.common import Result, now, on_loop, rss_mb
+from bench.workloads.common import Result, now, on_loop, rss_mb, trials
 
 
-async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> None:
+async def _network(size: int, p: dict[str, Any], idle: bool, m: dict[str, float]) -> None:
     # late imports: the worker reports an ImportError as "not available yet"
     from dht import DHTNode, LookupTrace
     from dht.testnet import testnet
@@ -37,10 +37,9 @@ async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> N
         ):
             await announcer.ready()
             await looker.ready()
-            times: list[float] = []
-            firsts: list[float] = []
-            hops: list[int] = []
-            for _ in range(trials):
+
+            async def trial() -> tuple[float, float | None, int | None]:
+                """(ms to completion, ms to the announcer's record, its hop)."""
                 topic, key_pair = os.urandom(32), KeyPair.generate()
                 await announcer.announce(topic, key_pair)
                 trace = LookupTrace()
@@ -49,10 +48,13 @@ async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> N
                 async for peer in looker.lookup(topic, trace):
                     if first is None and peer.public_key == key_pair.public_key:
                         first = (now() - start) * 1000
-                times.append((now() - start) * 1000)
-                if first is not None:
-                    firsts.append(first)
-                    hops.append(trace.hops[key_pair.public_key])
+                hop = None if first is None else trace.hops[key_pair.public_key]
+                return (now() - start) * 1000, first, hop
+
+            results = await trials(p, trial)
+    times = [ms for ms, _, _ in results]
+    firsts = [first for _, first, _ in results if first is not None]
+    hops = [hop for _, _, hop in results if hop is not None]
     m[f"lookup_p50_ms@{size}"] = percentile(times, 50)
     m[f"lookup_p95_ms@{size}"] = percentile(times, 95)
     if firsts:
@@ -60,7 +62,7 @@ async def _network(size: int, trials: int, idle: bool, m: dict[str, float]) -> N
         m[f"first_p95_ms@{size}"] = percentile(firsts, 95)
     if hops:
         m[f"hops_median@{size}"] = statistics.median(hops)
-    m[f"success_pct@{size}"] = 100 * len(firsts) / trials
+    m[f"success_pct@{size}"] = 100 * len(firsts) / len(results)
 
 
 def _check_loopback(bootstrap: list[tuple[str, int]]) -> None:
@@ -75,7 +77,7 @@ async def _run(p: dict[str, Any]) -> Result:
     # largest first: idle memory is read on the first network, before freed memory
     # from an earlier one could be reused and hide the cost
     for index, size in enumerate(sorted(p["sizes"], reverse=True)):
-        await _network(size, p["trials"], index == 0, m)
+        await _network(size, p, index == 0, m)
     return {"metrics": m, "info": {}}
 
 
