@@ -635,29 +635,22 @@ class Swarm(AsyncResource):
         return task
 
 
+@dataclasses.dataclass(slots=True)
 class _Begun:
     """A dial begun from a record (:meth:`Swarm._begin`): the relayed handshake in
     flight and the QUIC client whose Initial went with it, until a dial takes it."""
 
-    def __init__(
-        self,
-        endpoint: QuicEndpoint,
-        record: PeerRecord,
-        holder: Address | None,
-        early: EarlyDial | None,
-        ask: RelayedHandshake,
-    ) -> None:
-        self.record = record
-        self.holder = holder
-        self.early = early
-        self.ask = ask
-        self._endpoint = endpoint
+    endpoint: QuicEndpoint
+    record: PeerRecord
+    holder: Address | None
+    early: EarlyDial | None
+    ask: RelayedHandshake
 
     def stop(self) -> None:
         """Withdraw the handshake and discard the early client unless a dial took it."""
         self.ask.stop()
         if self.early is not None:
-            self._endpoint.discard(self.early)
+            self.endpoint.discard(self.early)
             self.early = None
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by our workloads: clocks, rates, memory, the event loop."""
+"""Helpers shared by our workloads: clocks, warmed-up trials, rates, memory, the event loop."""
 
 from __future__ import annotations
 
