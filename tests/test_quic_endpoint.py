@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
-from aioquic.quic.packet import QuicPacketType
+from aioquic.quic.packet import QuicErrorCode, QuicPacketType
+from aioquic.tls import AlertDescription
 from helpers import packet_types, until
 
 from storage.errors import PeerswarmError
 from storage.keypair import KeyPair
-from swarm import control, quic_endpoint
+from swarm import control, peer_quic, quic_endpoint
 from swarm.admission import Admission, Redemption, Tickets
+from swarm.certificate import create_certificate
 from swarm.connection import Connection
 from swarm.errors import (
     AuthenticationError,
@@ -23,8 +25,9 @@ from swarm.errors import (
     HandshakeError,
     PeerRejectedError,
 )
+from swarm.peer_quic import PeerQuicConnection
 from swarm.quic_endpoint import QuicEndpoint
-from swarm.quic_options import QuicOptions
+from swarm.quic_options import QuicOptions, quic_configuration
 from swarm.standalone_endpoint import StandaloneEndpoint
 from swarm.stream import Stream
 
@@ -590,3 +593,50 @@ async def test_discarded_early_dial_closes_the_servers_half(peers: list[Peer]) -
     await asyncio.wait_for(half.wait_closed(), 1)  # told at once, not at its 2 s timeout
     assert early.connection.is_closed
     await until(lambda: not server.endpoint._cids and not client.endpoint._cids)
+
+
+def _handshake_in_memory(server_key: KeyPair, signing_key: KeyPair) -> PeerQuicConnection:
+    """Run a client/server handshake without sockets; the server's certificate carries
+    ``server_key`` and its CertificateVerify is signed with ``signing_key``."""
+    client_cert, client_private = create_certificate(KeyPair.generate())
+    server_cert, _ = create_certificate(server_key)
+    _, server_private = create_certificate(signing_key)
+    options = QuicOptions()
+    client = PeerQuicConnection(
+        configuration=quic_configuration(
+            options, is_client=True, local=True, certificate=client_cert, private_key=client_private
+        )
+    )
+    now, client_addr, server_addr = 0.0, ("127.0.0.1", 1), ("127.0.0.1", 2)
+    client.connect(server_addr, now=now)
+    server = PeerQuicConnection(
+        configuration=quic_configuration(
+            options,
+            is_client=False,
+            local=True,
+            certificate=server_cert,
+            private_key=server_private,
+        ),
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    for _ in range(3):  # Initial, server flight, client Finished
+        for data, _ in client.datagrams_to_send(now=now):
+            server.receive_datagram(data, client_addr, now=now)
+        for data, _ in server.datagrams_to_send(now=now):
+            client.receive_datagram(data, server_addr, now=now)
+    return client
+
+
+def test_certificate_verify_is_checked_with_the_certificates_key() -> None:
+    """Pinning trusts the certificate's key, so the server must prove it holds that key:
+    a certificate of another key, signed for with ours, ends the handshake."""
+    key = KeyPair.generate()
+    honest = _handshake_in_memory(key, key)
+    assert honest._handshake_complete
+    assert isinstance(honest.tls, peer_quic._PeerTlsContext)  # libsodium checked it
+
+    forged = _handshake_in_memory(KeyPair.generate(), key)
+    assert not forged._handshake_complete
+    assert forged._close_event is not None
+    decrypt_error = QuicErrorCode.CRYPTO_ERROR + AlertDescription.decrypt_error
+    assert forged._close_event.error_code == decrypt_error
