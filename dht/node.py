@@ -88,6 +88,8 @@ RELAYS_PER_RECORD = 3
 MAX_CONCURRENT_PINGS = 8
 MAX_TOKEN_CACHE = 128
 MAX_LOOKUP_RESULTS = 4096
+FIRST_FIND_ALPHA = 3
+"""First-round requests of a query that ends at its first find (Kademlia's alpha)."""
 STALE_PINGS_PER_ROUND = 1
 FILL_CONTACTS = 3
 NAT_CHECK_HELPERS = 3
@@ -741,7 +743,13 @@ class DHTNode(RequestServer, AsyncResource):
         on_reply: OnReply | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> Walk[_Call]:
-        """Start walking towards ``target`` (requests go out before this returns)."""
+        """Start walking towards ``target`` (requests go out before this returns).
+
+        A walk that ``stop``s at its first find starts with fewer requests: the nodes
+        nearest the target all hold the value, so the first few to answer end it, and
+        a full ``alpha`` would mostly send requests whose replies go unread. Should
+        those few not have it, the walk widens to ``alpha``.
+        """
         self._check_open()
         state = QueryState(target, self.k, self._own_addresses())
         for contact in self.routing_table.closest(target, self.k):
@@ -761,6 +769,7 @@ class DHTNode(RequestServer, AsyncResource):
             timeout=self.request_timeout,
             on_reply=on_reply,
             stop=stop,
+            first_alpha=None if stop is None else FIRST_FIND_ALPHA,
         )
         return walk.begin()
 

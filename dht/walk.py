@@ -36,6 +36,9 @@ class Walk(Generic[H]):
     A request with no answer after one timeout is "stalled": it stops counting
     against alpha and holding a place among the closest (its retries go on), so a
     dead node slows a query by one timeout, not by all its retries.
+
+    ``first_alpha`` narrows the first round, for a walk that its first replies most
+    likely end (``stop``): later rounds, if any, go back to ``alpha``.
     """
 
     def __init__(
@@ -48,11 +51,13 @@ class Walk(Generic[H]):
         timeout: float,
         on_reply: OnReply | None = None,
         stop: Callable[[], bool] | None = None,
+        first_alpha: int | None = None,
     ) -> None:
         self.state = state
         self._start = start
         self._cancel = cancel
         self._alpha = alpha
+        self._width = alpha if first_alpha is None else min(first_alpha, alpha)
         self._timeout = timeout
         self._on_reply = on_reply
         self._stop = stop
@@ -82,11 +87,12 @@ class Walk(Generic[H]):
             return
         state, inflight = self.state, self._inflight
         try:
-            for addr in state.next(self._alpha - len(inflight) + len(self._stalled)):
+            for addr in state.next(self._width - len(inflight) + len(self._stalled)):
                 inflight[addr] = self._start(addr, self._callback(addr))
         except Exception as e:  # ClosedError from a node closing under us
             self._fail(e)
             return
+        self._width = self._alpha
         if not inflight or state.finished():
             self._finish()
         elif self._timer is None:

@@ -12,6 +12,7 @@ from helpers import until
 from dht import DHTNode, LookupTrace, PeerRecord
 from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTargetError
 from dht.messages import Command, Request, Response, decode
+from dht.node import FIRST_FIND_ALPHA
 from dht.node_id import hash32
 from dht.request_server import MAX_FORWARD_PAYLOAD
 from dht.testnet import testnet
@@ -103,6 +104,23 @@ async def test_find_peer_stops_at_the_key_and_names_the_node_holding_it() -> Non
         assert node._rpc.sent == sent
         with pytest.raises(InvalidArgumentError):
             await node.find_peer(TOPIC, b"short")
+
+
+async def test_find_peer_asks_a_few_nodes_when_they_hold_the_record() -> None:
+    """On 10 nodes every node stores the record: the first round (Kademlia's alpha of
+    3, not the node's alpha of 10) is all it takes."""
+    async with testnet(size=10, **FAST) as net:
+        wanted = KeyPair.generate()
+        await net.nodes[4].announce(TOPIC, wanted)
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as client:
+            assert [r.public_key async for r in client.lookup(TOPIC)] == [wanted.public_key]
+            assert client.alpha == 10  # the lookup asked all 10, and holds their tokens
+            sent = client._rpc.sent
+            assert await client.find_peer(TOPIC, wanted.public_key) is not None
+            assert client._rpc.sent - sent <= FIRST_FIND_ALPHA
+            sent = client._rpc.sent
+            assert await client.find_peer(TOPIC, KeyPair.generate().public_key) is None
+            assert client._rpc.sent - sent == 10  # not found: it widened to all of them
 
 
 async def test_find_peers_names_the_node_that_answered_with_each_record() -> None:

@@ -59,6 +59,7 @@ def walk(
     alpha: int,
     on_reply: OnReply | None = None,
     stop: Callable[[], bool] | None = None,
+    first_alpha: int | None = None,
 ) -> Walk[Address]:
     state = QueryState(node_id(TARGET), k, set())
     for a in range(candidates) if isinstance(candidates, int) else candidates:
@@ -71,6 +72,7 @@ def walk(
         timeout=TIMEOUT,
         on_reply=on_reply,
         stop=stop,
+        first_alpha=first_alpha,
     )
     return w.begin()
 
@@ -154,6 +156,18 @@ async def test_stop_ends_the_walk_and_cancels_what_is_in_flight() -> None:
     state = await asyncio.wait_for(w.done, 0.01)
     assert found == [first] and state.responses == 1
     assert sorted(script.cancelled) == sorted(script.sent[1:])
+
+
+@virtual_time
+async def test_a_narrow_first_round_widens_to_alpha_when_it_did_not_end_the_walk() -> None:
+    script = Script()
+    w = walk(script, 10, k=10, alpha=6, first_alpha=2, stop=lambda: False)
+    order = by_distance([addr(i) for i in range(10)])
+    assert script.sent == order[:2]
+    script.answer(order[0])  # the other one is still out: the round waits for the burst
+    await asyncio.sleep(0)
+    assert script.sent == order[:7]  # 6 in flight: alpha again
+    w.cancel()
 
 
 @virtual_time
