@@ -14,10 +14,10 @@ and a connect on loopback is all CPU):
 * connection ids: aioquic asks the peer for 8 of ours, i.e. 7 NEW_CONNECTION_ID
   frames each way in the handshake's flights. RFC 9000's minimum, 2, still leaves a
   spare id for a migration; retired ones are replaced as they go.
-* the server's CertificateVerify: aioquic checks the Ed25519 signature with OpenSSL,
-  whose Ed25519 verify takes about twice as long as libsodium's (pynacl), which
-  checks it here instead: about a fifth of the client's work on the server's flight.
-  The check is the same, or stricter (libsodium refuses non-canonical signatures).
+* the server's CertificateVerify: aioquic checks its Ed25519 signature with OpenSSL,
+  about a fifth of the client's work on the server's flight; libsodium (pynacl)
+  verifies in half the time. The same check, or stricter (libsodium refuses
+  non-canonical signatures).
 
 If aioquic's private attributes ever change, its defaults stay.
 """

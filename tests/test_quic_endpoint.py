@@ -629,7 +629,7 @@ def _handshake_in_memory(server_key: KeyPair, signing_key: KeyPair) -> PeerQuicC
 
 def test_certificate_verify_is_checked_with_the_certificates_key() -> None:
     """Pinning trusts the certificate's key, so the server must prove it holds that key:
-    a certificate of another key, signed for with ours, ends the handshake."""
+    a server that shows another key's certificate but signs with its own is refused."""
     key = KeyPair.generate()
     honest = _handshake_in_memory(key, key)
     assert honest._handshake_complete
