@@ -64,8 +64,7 @@ class _PeerTlsContext(tls.Context):
 
 
 _SWAP_TLS = callable(getattr(tls.Context, "_check_certificate_verify_signature", None)) and all(
-    hasattr(tls, name)
-    for name in ("CertificateVerify", "SERVER_CONTEXT_STRING", "CLIENT_CONTEXT_STRING")
+    hasattr(tls, name) for name in ("SERVER_CONTEXT_STRING", "CLIENT_CONTEXT_STRING")
 )
 
 
