@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
-import ipaddress
 import logging
 from collections.abc import (
     AsyncIterator,
@@ -53,7 +52,7 @@ from swarm.errors import (
     PeerRejectedError,
 )
 from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
-from swarm.local_host import is_this_host, local_ips
+from swarm.local_host import is_loopback, is_this_host, local_ips
 from swarm.peer_info import PeerInfo
 from swarm.quic_endpoint import EarlyDial, QuicEndpoint
 from swarm.quic_options import QuicOptions
@@ -550,7 +549,7 @@ class Swarm(AsyncResource):
     def _local_peers(self) -> bool:
         """Whether the peers we dial are on this host: a node bound to loopback reaches
         no other (a dial is prepared for them before their address is known)."""
-        return _is_loopback(self.dht.address)
+        return is_loopback(self.dht.address)
 
     def _allow(self, public_key: bytes) -> bool | Awaitable[bool]:
         peer = self._peers.get(public_key)
@@ -678,15 +677,8 @@ def _dial_order(addresses: Iterable[Address]) -> list[Address]:
     goes first (fast path, big packets), else it is dropped.
     """
     unique = list(dict.fromkeys(addresses))
-    loopback = [a for a in unique if _is_loopback(a)]
-    others = [a for a in unique if not _is_loopback(a)]
+    loopback = [a for a in unique if is_loopback(a)]
+    others = [a for a in unique if not is_loopback(a)]
     if not others or any(is_this_host(a) for a in others):
         return loopback + others
     return others
-
-
-def _is_loopback(addr: Address) -> bool:
-    try:
-        return ipaddress.ip_address(addr[0]).is_loopback
-    except ValueError:
-        return False

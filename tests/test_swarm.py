@@ -27,7 +27,7 @@ from swarm.admission import Admission
 from swarm.connection import Connection
 from swarm.errors import ConnectionClosedError, PeerNotFoundError, PeerRejectedError
 from swarm.handshake import ConnectReply, ConnectRequest, ReplyStatus
-from swarm.local_host import local_ips
+from swarm.local_host import is_loopback, is_this_host, local_ips
 from swarm.quic_options import QuicOptions
 from swarm.relayed_handshake import HEDGE
 from swarm.swarm import _dial_order, key_topic
@@ -613,3 +613,12 @@ def test_dial_order_keeps_loopback_for_peers_on_this_host() -> None:
         ("203.0.113.7", 5),
         ("198.51.100.9", 5),
     ]
+
+
+def test_which_hosts_are_this_machine() -> None:
+    for host in ("127.0.0.1", "127.8.9.10", "::1"):
+        assert is_loopback((host, 1)) and is_this_host((host, 1))
+    here = local_ips()[0]
+    assert is_this_host((here, 1)) and is_loopback((here, 1)) == here.startswith("127.")
+    for host in ("203.0.113.7", "2001:db8::1", "not an address", ""):
+        assert not is_loopback((host, 1)) and not is_this_host((host, 1))
