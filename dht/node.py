@@ -994,7 +994,18 @@ class DHTNode(RequestServer, AsyncResource):
             return False
         return self._fresh(record.timestamp)
 
+    def is_fresh(self, record: PeerRecord) -> bool:
+        """Whether ``record`` is younger than the record TTL: the nodes it names may
+        still hold it (or the announcer's newer one, which replaced it in place)."""
+        return self._fresh(record.timestamp)
+
     # -- forwarding ---------------------------------------------------------------------
+
+    @property
+    def forward_timeout(self) -> float:
+        """How long a FORWARD waits for its reply before it retransmits: its reply
+        crosses two hops (the relay asks the target in between)."""
+        return 2 * self.request_timeout
 
     async def forward(self, via: Address, target_public_key: bytes, payload: bytes) -> bytes:
         """Have ``via`` (a node holding the target's announcement) pass ``payload`` to the
@@ -1045,7 +1056,7 @@ class DHTNode(RequestServer, AsyncResource):
             callback,
             target=target_public_key,
             value=payload,
-            reply_timeout=2 * self.request_timeout,
+            reply_timeout=self.forward_timeout,
         )
 
     # -- immutable and mutable values ---------------------------------------------------

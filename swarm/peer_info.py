@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dht.records import PeerRecord
+from dht.transport import Address
+
 
 @dataclass
 class PeerInfo:
@@ -14,3 +17,9 @@ class PeerInfo:
     connected: bool = False
     attempts: int = 0
     banned: bool = False
+    record: PeerRecord | None = None
+    """The newest verified announcement of the key seen here: a later connect by key
+    asks its relays straight away, with no DHT query first."""
+    holder: Address | None = None
+    """The node that answered with :attr:`record` (it holds the announcement, and we
+    its token): asked first."""

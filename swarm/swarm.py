@@ -4,6 +4,8 @@ The swarm runs its QUIC endpoint on its DHT node's socket (first bytes 0x40–0x
 so QUIC leaves through the NAT mapping the DHT learned. Connecting to a key:
 
 1. look up ``hash32(public_key)`` (where :meth:`Swarm.listen` announces) → records;
+   a key seen before (a topic, an earlier connect) skips this: the relays its last
+   record names most likely still hold an announcement of it, and are asked first;
 2. send a :class:`~swarm.handshake.ConnectRequest` through one of the record's relay
    nodes (``DHTNode.forward_call``); the peer screens the key we claim there (firewall,
    bans, room) and refuses at once, or answers with the addresses it takes QUIC on
@@ -370,16 +372,50 @@ class Swarm(AsyncResource):
                 waiter.set_exception(error or ClosedError("dial ended without a connection"))
 
     async def _connect_key(self, public_key: bytes) -> Connection:
+        peer = self._peers.get(public_key)
+        if peer is not None and peer.record is not None and self.dht.is_fresh(peer.record):
+            conn = await self._connect_known(peer, peer.record)
+            if conn is not None:
+                return conn
         # The first record of the key is all a lookup can give: the query stops there
         # and the handshake goes through the node that just answered with it.
         found = await self.dht.find_peer(key_topic(public_key), public_key)
         if found is None:
             raise PeerNotFoundError(f"no announcement of {public_key.hex()} on the DHT")
+        self._saw_record(*found)
         begun = self._begin(*found)
         try:
             return await self._connect_begun(begun)
         finally:
             begun.stop()
+
+    async def _connect_known(self, peer: PeerInfo, record: PeerRecord) -> Connection | None:
+        """Connect through the relays of a peer's last record, with no DHT query: they
+        most likely still hold its announcement. ``None`` (and the record forgotten)
+        when none of them answered in the time one FORWARD waits for its reply: the
+        caller asks the DHT. The peer's own refusal is final."""
+        begun = self._begin(record, peer.holder)
+        try:
+            try:
+                async with asyncio.timeout(self.dht.forward_timeout):
+                    reply = await self._relayed_reply(begun)
+            except PeerRejectedError:
+                raise
+            except (HandshakeError, TimeoutError) as e:
+                log.debug("relays of %s's last record: %r", record.public_key.hex()[:16], e)
+                if peer.record is record:
+                    peer.record = peer.holder = None
+                return None
+            return await self._dial_reply(begun, reply)
+        finally:
+            begun.stop()
+
+    def _saw_record(self, record: PeerRecord, holder: Address | None) -> PeerInfo:
+        """Keep the newest record of a key (and who gave it) for a later connect."""
+        peer = self._peer(record.public_key)
+        if peer.record is None or record.timestamp >= peer.record.timestamp:
+            peer.record, peer.holder = record, holder
+        return peer
 
     def _begin(self, record: PeerRecord, holder: Address | None = None) -> _Begun:
         """Start a dial from ``record`` now: QUIC starts inside the relayed handshake
@@ -401,6 +437,10 @@ class Swarm(AsyncResource):
         return RelayedHandshake(self.dht, record.public_key, request, relays)
 
     async def _connect_begun(self, begun: _Begun) -> Connection:
+        return await self._dial_reply(begun, await self._relayed_reply(begun))
+
+    async def _relayed_reply(self, begun: _Begun) -> ConnectReply:
+        """The peer's answer to the handshake ``begun`` sent through its relays."""
         record = begun.record
         try:
             reply = await begun.ask.result
@@ -416,8 +456,12 @@ class Swarm(AsyncResource):
             raise PeerRejectedError(
                 f"peer refused the handshake: {reply.reason or reply.status.name.lower()}"
             )
+        return reply
+
+    async def _dial_reply(self, begun: _Begun, reply: ConnectReply) -> Connection:
+        """Dial the addresses the peer answered ``begun`` with."""
         return await self._dial(
-            record.public_key, reply.addresses, reply.admission, begun.early, reply.quic
+            begun.record.public_key, reply.addresses, reply.admission, begun.early, reply.quic
         )
 
     async def _dial(
@@ -481,10 +525,11 @@ class Swarm(AsyncResource):
                 key = record.public_key
                 if key == self.public_key:
                     continue
-                self._peer(key).topics.add(topic)
+                peer = self._saw_record(record, holder)
+                peer.topics.add(topic)
                 if self.get_connection(key) is not None or key in self._connecting:
                     continue
-                if len(self._connections) >= self.max_peers or self._peer(key).banned:
+                if len(self._connections) >= self.max_peers or peer.banned:
                     continue
                 self._dial_once(key, record, holder)
 

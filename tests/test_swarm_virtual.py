@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from helpers import until
 from nat.simulation import Simulation
 from nat.virtual_time import virtual_time
 from storage.keypair import KeyPair
-from swarm import Swarm
+from swarm import PeerRejectedError, Swarm
 from swarm.swarm import key_topic
 
 ONE_WAY = 0.025
@@ -98,3 +100,105 @@ async def test_a_join_connects_one_relayed_round_trip_after_its_first_record() -
                         conn = await anext(conns)
                     assert conn.remote_public_key == server.public_key
                     assert loop.time() - handed[0] == pytest.approx(4 * ONE_WAY, abs=0.005)
+
+
+def finds(swarm: Swarm) -> list[bytes]:
+    """The keys ``swarm`` asks the DHT for, from now on (each a query toward the key)."""
+    keys: list[bytes] = []
+    find_peer = swarm.dht.find_peer
+
+    async def spy(topic: bytes, public_key: bytes) -> Any:
+        keys.append(public_key)
+        return await find_peer(topic, public_key)
+
+    swarm.dht.find_peer = spy  # type: ignore[method-assign]
+    return keys
+
+
+@contextlib.asynccontextmanager
+async def listening_pair(
+    sim: Simulation, **server_options: Any
+) -> AsyncIterator[tuple[Swarm, Swarm]]:
+    """A listening server and a client, on hosts of their own in ``sim``."""
+    options = {"clock": asyncio.get_running_loop().wall_time}
+    server = Swarm(
+        sim.bootstrap,
+        host=sim.net.add_host(),
+        network=sim.net,
+        dht_options=options,
+        **server_options,
+    )
+    client = Swarm(sim.bootstrap, host=sim.net.add_host(), network=sim.net, dht_options=options)
+    async with server, client:
+        await server.listen()
+        await client.dht.ready()
+        yield server, client
+
+
+async def reconnect(server: Swarm, client: Swarm) -> float:
+    """Close the client's connection, wait till the server saw it go, connect again:
+    the seconds (virtual) the second connect took."""
+    conn = client.get_connection(server.public_key)
+    assert conn is not None
+    await conn.close()
+    await until(lambda: server.get_connection(client.public_key) is None)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    conn = await client.connect(server.public_key)
+    assert conn.remote_public_key == server.public_key
+    return loop.time() - start
+
+
+@virtual_time
+async def test_a_peer_seen_before_is_dialed_through_its_last_relays_with_no_query() -> None:
+    loop = asyncio.get_running_loop()
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim) as (server, client):
+            asked = finds(client)
+            start = loop.time()
+            await client.connect(server.public_key)
+            # the query's round trip to a node near the key, then the relayed one
+            assert loop.time() - start == pytest.approx(6 * ONE_WAY, abs=0.005)
+            assert asked == [server.public_key]
+            # the record it found names the relays: client -> relay -> server -> relay ->
+            # client, and nothing asked of the DHT
+            assert await reconnect(server, client) == pytest.approx(4 * ONE_WAY, abs=0.005)
+            assert asked == [server.public_key]
+
+
+@pytest.mark.parametrize("relay", ["dead", "not holding it"])
+@virtual_time
+async def test_when_the_last_relays_cannot_forward_a_connect_asks_the_dht(relay: str) -> None:
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim) as (server, client):
+            await client.connect(server.public_key)
+            peer = next(p for p in client.peers if p.public_key == server.public_key)
+            assert peer.record is not None
+            if relay == "dead":
+                gone = (sim.net.add_host(), 4000)  # nothing answers there
+                budget = client.dht.forward_timeout  # waited out, then the DHT
+            else:
+                gone = (await sim.add_node()).address  # joined after the announcement
+                budget = 4 * ONE_WAY  # asks for a token, then hears "unknown target"
+            peer.record = dataclasses.replace(peer.record, relay_addresses=(gone,))
+            peer.holder = None
+            asked = finds(client)
+            took = await reconnect(server, client)
+            assert asked == [server.public_key]
+            assert took == pytest.approx(budget + 6 * ONE_WAY, abs=0.005)
+            # the record the query found replaces the stale one
+            assert peer.record is not None and gone not in peer.record.relay_addresses
+
+
+@virtual_time
+async def test_a_peer_that_refuses_through_its_last_relays_is_not_looked_up_again() -> None:
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim, firewall=lambda key: False) as (server, client):
+            asked = finds(client)
+            for _ in range(2):
+                with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+                    await client.connect(server.public_key)
+            assert asked == [server.public_key]
