@@ -145,8 +145,13 @@ def _dht_targets(p: dict[str, Any]) -> list[Target]:
 
 def _connect_params(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"sizes": [10], "trials": 5, "warmup": 1, "stream_mb": 10}
-    return {"sizes": [10, 50], "trials": 30, "warmup": WARMUP, "stream_mb": 100}
+        p = {"sizes": [10], "trials": 5, "warmup": 1, "stream_mb": 10}
+        virtual = {"virtual_sizes": [200], "virtual_clients": 5}
+    else:
+        p = {"sizes": [10, 50], "trials": 30, "warmup": WARMUP, "stream_mb": 100}
+        virtual = {"virtual_sizes": [1_000], "virtual_clients": 20}
+    # on virtual networks the figures are the round trips a connect waits for
+    return p | virtual | {"one_way_ms": 25}
 
 
 def _connect_metrics(p: dict[str, Any]) -> list[Metric]:
@@ -159,6 +164,20 @@ def _connect_metrics(p: dict[str, Any]) -> list[Metric]:
             lower(f"connect_key_p95_ms@{n}", f"connect by key (+ its lookup) p95, {n} nodes", "ms"),
             lower(f"join_p50_ms@{n}", f"join -> connection p50, {n} nodes", "ms"),
             lower(f"join_p95_ms@{n}", f"join -> connection p95, {n} nodes", "ms"),
+        ]
+    for n in p.get("virtual_sizes", []):
+        ms = p["one_way_ms"]
+        out += [
+            lower(
+                f"sim_connect_key_p50_ms@{n}",
+                f"virtual {n:,} nodes, {ms} ms one way: connect by key p50",
+                "ms",
+            ),
+            lower(
+                f"sim_reconnect_key_p50_ms@{n}",
+                f"virtual {n:,} nodes, {ms} ms one way: again (last relays) p50",
+                "ms",
+            ),
         ]
     out += [higher("stream_mbps", "one stream over loopback", "MB/s"), PEAK_RSS]
     return out
@@ -221,6 +240,7 @@ SUITES: dict[str, Suite] = {
         (
             Side("ours", "ours", "python", "connect"),
             Side("ours (uvloop)", "ours", "python", "connect", {"loop": "uvloop"}),
+            Side("ours (virtual net)", "ours", "python", "connect-sim", max_runs=1, solo=True),
             Side("hyperswarm", "ref", "node", "connect.js"),
         ),
         _connect_metrics,

@@ -22,6 +22,7 @@ WORKLOADS = {
     "dht-sim": "bench.workloads.dht_sim",
     "dht-kademlia": "bench.workloads.dht_kademlia",
     "connect": "bench.workloads.connect",
+    "connect-sim": "bench.workloads.connect_sim",
 }
 
 
