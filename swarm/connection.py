@@ -48,6 +48,7 @@ from swarm.errors import (
     ConnectionClosedError,
     HandshakeError,
     PeerRejectedError,
+    peer_text,
 )
 from swarm.proof import channel_binding, check_proof, sign_proof
 from swarm.quic_options import QuicOptions
@@ -831,7 +832,7 @@ class Connection(AsyncResource):
 
 def _handshake_error(code: int, reason: str) -> HandshakeError:
     """The error a dialer sees when the peer closed before accepting it."""
-    detail = f"{reason} (code 0x{code:x})" if reason else f"code 0x{code:x}"
+    detail = f"{peer_text(reason)} (code 0x{code:x})" if reason else f"code 0x{code:x}"
     if code == CloseCode.REJECTED:
         return PeerRejectedError(f"peer rejected the connection: {detail}")
     if code == CloseCode.AUTH_FAILED:

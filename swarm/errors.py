@@ -40,3 +40,14 @@ class PeerRejectedError(HandshakeError):
 
 class PeerNotFoundError(SwarmError):
     """No announcement of that public key (or topic) could be found on the DHT."""
+
+
+def peer_text(text: str, limit: int = 64) -> str:
+    """Text a peer chose (a refusal or close reason), as our error messages quote it:
+    at most ``limit`` characters, anything unprintable escaped. Such messages end up
+    in logs and terminals, where a raw escape sequence or line break could pass for
+    output of ours."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in text[:limit]
+    )

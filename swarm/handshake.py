@@ -23,6 +23,7 @@ from storage.errors import DecodeError
 from storage.keypair import PUBLIC_KEY_SIZE
 from swarm import control
 from swarm.admission import TICKET_SIZE, Admission
+from swarm.errors import peer_text
 
 REQUEST_TAG = 0x51
 REPLY_TAG = 0x52
@@ -74,7 +75,7 @@ def encode_reply(reply: ConnectReply) -> bytes:
     addresses = [wire.pack_address(a) for a in reply.addresses[:MAX_ADDRESSES]]
     admission = reply.admission
     ticket, window = (admission.ticket, admission.window) if admission else (None, 0)
-    reason = reply.reason[:MAX_REASON]
+    reason = peer_text(reply.reason, MAX_REASON)[:MAX_REASON]  # what decode_reply takes
     fields = [VERSION, int(reply.status), addresses, reason, ticket, window, reply.quic]
     return bytes([REPLY_TAG]) + wire.pack(fields)
 
@@ -106,8 +107,8 @@ def decode_reply(data: bytes) -> ConnectReply:
         parsed_status = ReplyStatus(wire.integer(status, 0, 255))
     except ValueError as e:
         raise DecodeError(f"unknown reply status {status}") from e
-    if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise DecodeError("bad reason")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON or not reason.isprintable():
+        raise DecodeError(f"bad reason: printable text of at most {MAX_REASON} characters")
     admission = None
     if ticket is not None:
         admission = Admission(

@@ -8,6 +8,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wire_strategies import addresses, msgpack_values
 
 from dht import records, wire
 from dht.messages import (
@@ -30,10 +31,6 @@ KP = KeyPair.from_seed(b"s" * 32)
 TOPIC = b"t" * 32
 
 b32 = st.binary(min_size=32, max_size=32)
-ipv4 = st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(0, 255))
-addresses = st.builds(
-    lambda ip, port: (".".join(map(str, ip)), port), ipv4, st.integers(1, 65535)
-) | st.builds(lambda port: ("::1", port), st.integers(1, 65535))
 requests = st.builds(
     Request,
     tid=st.integers(0, 2**32 - 1),
@@ -73,19 +70,6 @@ def _decodes_or_rejects(data: bytes) -> None:
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(data: bytes) -> None:
     _decodes_or_rejects(data)
-
-
-# msgpack values of every kind, nested: reaches the field checks, not just the parser
-msgpack_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats()
-    | st.binary(max_size=40)
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=8),
-    max_leaves=30,
-)
 
 
 @settings(max_examples=250)
