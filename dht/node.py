@@ -992,7 +992,7 @@ class DHTNode(RequestServer, AsyncResource):
             record.verify(topic)
         except VerificationError:
             return False
-        return self._fresh(record.timestamp)
+        return self.is_fresh(record)
 
     def is_fresh(self, record: PeerRecord) -> bool:
         """Whether ``record`` is younger than the record TTL: the nodes it names may

@@ -373,10 +373,8 @@ class Swarm(AsyncResource):
 
     async def _connect_key(self, public_key: bytes) -> Connection:
         peer = self._peers.get(public_key)
-        if peer is not None and peer.record is not None and self.dht.is_fresh(peer.record):
-            conn = await self._connect_known(peer, peer.record)
-            if conn is not None:
-                return conn
+        if peer is not None and (conn := await self._connect_known(peer)) is not None:
+            return conn
         # The first record of the key is all a lookup can give: the query stops there
         # and the handshake goes through the node that just answered with it.
         found = await self.dht.find_peer(key_topic(public_key), public_key)
@@ -389,11 +387,14 @@ class Swarm(AsyncResource):
         finally:
             begun.stop()
 
-    async def _connect_known(self, peer: PeerInfo, record: PeerRecord) -> Connection | None:
+    async def _connect_known(self, peer: PeerInfo) -> Connection | None:
         """Connect through the relays of a peer's last record, with no DHT query: they
-        most likely still hold its announcement. ``None`` (and the record forgotten)
-        when none of them answered in the time one FORWARD waits for its reply: the
-        caller asks the DHT. The peer's own refusal is final."""
+        most likely still hold its announcement. ``None`` when it has no fresh record,
+        or (the record forgotten) when none of them answered in the time one FORWARD
+        waits for its reply: the caller asks the DHT. The peer's own refusal is final."""
+        record = peer.record
+        if record is None or not self.dht.is_fresh(record):
+            return None
         begun = self._begin(record, peer.holder)
         try:
             try:
