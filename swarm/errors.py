@@ -44,10 +44,15 @@ class PeerNotFoundError(SwarmError):
 
 def peer_text(text: str, limit: int = 64) -> str:
     """Text a peer chose (a refusal or close reason), as our error messages quote it:
-    at most ``limit`` characters, anything unprintable escaped. Such messages end up
-    in logs and terminals, where a raw escape sequence or line break could pass for
-    output of ours."""
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-        for c in text[:limit]
-    )
+    anything unprintable escaped, at most ``limit`` characters with the escapes. Such
+    messages end up in logs and terminals, where a raw escape sequence or line break
+    could pass for output of ours."""
+    out: list[str] = []
+    size = 0
+    for c in text:
+        piece = c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        size += len(piece)
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out)

@@ -30,6 +30,7 @@ REPLY_TAG = 0x52
 VERSION = 3
 MAX_ADDRESSES = 8
 MAX_REASON = 64
+"""Longest reason, in bytes of UTF-8 (the wire's cap on any string)."""
 MAX_FLIGHT = 1280
 """Largest QUIC flight carried either way: one datagram of QUIC's minimum size (1200),
 which is what a client Initial and a server's first answer are padded to."""
@@ -75,7 +76,8 @@ def encode_reply(reply: ConnectReply) -> bytes:
     addresses = [wire.pack_address(a) for a in reply.addresses[:MAX_ADDRESSES]]
     admission = reply.admission
     ticket, window = (admission.ticket, admission.window) if admission else (None, 0)
-    reason = peer_text(reply.reason, MAX_REASON)[:MAX_REASON]  # what decode_reply takes
+    # what decode_reply takes: printable, and cut at a character within the byte cap
+    reason = peer_text(reply.reason, MAX_REASON).encode()[:MAX_REASON].decode(errors="ignore")
     fields = [VERSION, int(reply.status), addresses, reason, ticket, window, reply.quic]
     return bytes([REPLY_TAG]) + wire.pack(fields)
 
@@ -107,8 +109,8 @@ def decode_reply(data: bytes) -> ConnectReply:
         parsed_status = ReplyStatus(wire.integer(status, 0, 255))
     except ValueError as e:
         raise DecodeError(f"unknown reply status {status}") from e
-    if not isinstance(reason, str) or len(reason) > MAX_REASON or not reason.isprintable():
-        raise DecodeError(f"bad reason: printable text of at most {MAX_REASON} characters")
+    if not isinstance(reason, str) or len(reason.encode()) > MAX_REASON or not reason.isprintable():
+        raise DecodeError(f"bad reason: printable text of at most {MAX_REASON} bytes")
     admission = None
     if ticket is not None:
         admission = Admission(

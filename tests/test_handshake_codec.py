@@ -30,8 +30,8 @@ replies = st.builds(
     address_lists,
     st.text(
         st.characters(codec="utf-8", categories=["L", "N", "P"], include_characters=" "),
-        max_size=64,
-    ),
+        max_size=handshake.MAX_REASON,
+    ).filter(lambda text: len(text.encode()) <= handshake.MAX_REASON),
     st.none() | admissions,
     flights,
 )
@@ -111,3 +111,9 @@ def test_peer_text_escapes_and_caps() -> None:
     assert peer_text("fine: ok") == "fine: ok"
     assert peer_text("a\r\n\x1b[2Jb\u202e") == "a\\r\\n\\x1b[2Jb\\u202e"
     assert peer_text("x" * 100, limit=10) == "x" * 10
+
+
+def test_a_long_reason_is_cut_at_a_character_not_refused() -> None:
+    # 64 characters of 3 bytes each: over the wire's 64-byte cap on a string
+    reply = ConnectReply(ReplyStatus.REJECTED, reason="\u20ac" * 64)
+    assert handshake.decode_reply(handshake.encode_reply(reply)).reason == "\u20ac" * 21
