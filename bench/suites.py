@@ -13,10 +13,16 @@ from typing import Any, Literal
 from bench.metrics import Metric, Target, higher, lower
 
 PEAK_RSS = lower("peak_rss_mb", "peak RSS (whole run)", "MB")
-WARMUP = 5
-"""Untimed trials of each kind before the timed ones, at each network size (the latency
-suites): the first run cold code, and V8 optimises hot code as it runs, so without them
-whichever size comes first carries the reference's start-up as a handicap."""
+LOOKUP_WARMUP = 100
+"""Untimed lookups at each network size before the timed ones (the dht suite), on
+every side. V8 optimises hot code as it runs: hyperdht's 10-node lookup p50, taken
+over successive batches of 10 in one process, fell from 2.1 ms to 0.7 ms over the
+first 100 lookups and stayed there. A DHT node runs for hours, so the figure to beat
+is the warm one; with 5 warm-up lookups the reference was measured part-cold."""
+CONNECT_WARMUP = 50
+"""Untimed trials of each kind at each network size before the timed ones (the
+connect suite), on every side: hyperswarm's connect from a lookup result, in batches
+of 10, fell from 7.5 ms to about 5 ms over the first 40 to 50."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ def _dht_params(quick: bool) -> dict[str, Any]:
     return {
         "sizes": [10, 50, 100],
         "trials": 20,
-        "warmup": WARMUP,
+        "warmup": LOOKUP_WARMUP,
         "virtual_sizes": [1_000, 10_000],
         "churn": 0.2,
     }
@@ -148,7 +154,7 @@ def _connect_params(quick: bool) -> dict[str, Any]:
         p = {"sizes": [10], "trials": 5, "warmup": 1, "stream_mb": 10}
         virtual = {"virtual_sizes": [200], "virtual_clients": 5}
     else:
-        p = {"sizes": [10, 50], "trials": 30, "warmup": WARMUP, "stream_mb": 100}
+        p = {"sizes": [10, 50], "trials": 30, "warmup": CONNECT_WARMUP, "stream_mb": 100}
         virtual = {"virtual_sizes": [1_000], "virtual_clients": 20}
     # on virtual networks the figures are the round trips a connect waits for
     return p | virtual | {"one_way_ms": 25}
