@@ -5,7 +5,8 @@ so QUIC leaves through the NAT mapping the DHT learned. Connecting to a key:
 
 1. look up ``hash32(public_key)`` (where :meth:`Swarm.listen` announces) → records;
    a key seen before (a topic, an earlier connect) skips this: the relays its last
-   record names most likely still hold an announcement of it, and are asked first;
+   record names most likely still hold an announcement of it, and are asked first
+   (the query follows only if they stay silent for ``QUERY_HEDGE``);
 2. send a :class:`~swarm.handshake.ConnectRequest` through one of the record's relay
    nodes (``DHTNode.forward_call``); the peer screens the key we claim there (firewall,
    bans, room) and refuses at once, or answers with the addresses it takes QUIC on
@@ -58,7 +59,7 @@ from swarm.local_host import is_loopback, is_this_host, local_ips
 from swarm.peer_info import PeerInfo
 from swarm.quic_endpoint import EarlyDial, QuicEndpoint
 from swarm.quic_options import QuicOptions
-from swarm.relayed_handshake import RelayedHandshake, relay_order
+from swarm.relayed_handshake import HEDGE, RelayedHandshake, relay_order
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,13 @@ ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
 class Replication(Protocol):
     async def close(self) -> None: ...
 
+
+QUERY_HEDGE = 2 * HEDGE
+"""Seconds a connect through the relays of a key's last record waits for them before
+it also asks the DHT. Their answer takes two round trips, so this covers paths of up
+to 250 ms round trip; when they stay silent longer they are most likely gone. (hyperdht
+queries alongside from the start; most reconnects find the relays alive, and then we
+send no query at all.)"""
 
 def key_topic(public_key: bytes) -> bytes:
     """Where a peer announces itself to be reachable by key alone (as the DHT suggests)."""
@@ -373,40 +381,71 @@ class Swarm(AsyncResource):
 
     async def _connect_key(self, public_key: bytes) -> Connection:
         peer = self._peers.get(public_key)
-        if peer is not None and (conn := await self._connect_known(peer)) is not None:
-            return conn
-        # The first record of the key is all a lookup can give: the query stops there
-        # and the handshake goes through the node that just answered with it.
+        record = None if peer is None else peer.record
+        if peer is not None and record is not None and self.dht.is_fresh(record):
+            return await self._connect_known(peer, record)
+        return await self._dial_found(self._ask_found(public_key))
+
+    async def _ask_found(self, public_key: bytes) -> tuple[_Begun, ConnectReply]:
+        """Query the DHT for the key's record and send the handshake through the node
+        that answered with it (the first record is all a lookup can give: the query
+        stops there, and that node holds the announcement and our token)."""
         found = await self.dht.find_peer(key_topic(public_key), public_key)
         if found is None:
             raise PeerNotFoundError(f"no announcement of {public_key.hex()} on the DHT")
         self._saw_record(*found)
         begun = self._begin(*found)
         try:
-            return await self._connect_begun(begun)
-        finally:
+            return begun, await self._relayed_reply(begun)
+        except BaseException:
             begun.stop()
+            raise
 
-    async def _connect_known(self, peer: PeerInfo) -> Connection | None:
+    async def _connect_known(self, peer: PeerInfo, record: PeerRecord) -> Connection:
         """Connect through the relays of a peer's last record, with no DHT query: they
-        most likely still hold its announcement. ``None`` when it has no fresh record,
-        or (the record forgotten) when none of them answered in the time one FORWARD
-        waits for its reply: the caller asks the DHT. The peer's own refusal is final."""
-        record = peer.record
-        if record is None or not self.dht.is_fresh(record):
-            return None
-        begun = self._begin(record, peer.holder)
+        most likely still hold its announcement. Should they stay silent for
+        :data:`QUERY_HEDGE`, the DHT is asked alongside and the first answer wins; once
+        they failed, or one FORWARD's reply timeout passed, the record is forgotten and
+        the query decides. The peer's own refusal, through either, is final."""
+        known = self._begin(record, peer.holder)
+        relayed = asyncio.ensure_future(self._relayed_reply(known))
+        query: asyncio.Future[tuple[_Begun, ConnectReply]] | None = None
+        loop = asyncio.get_running_loop()
+        hedge_at = loop.time() + QUERY_HEDGE
+        give_up = loop.time() + self.dht.forward_timeout
         try:
-            try:
-                async with asyncio.timeout(self.dht.forward_timeout):
-                    reply = await self._relayed_reply(begun)
-            except PeerRejectedError:
-                raise
-            except (HandshakeError, TimeoutError) as e:
-                log.debug("relays of %s's last record: %r", record.public_key.hex()[:16], e)
-                if peer.record is record:
-                    peer.record = peer.holder = None
-                return None
+            while not relayed.done():
+                if query is not None and query.done() and _decisive(query):
+                    return await self._dial_found(query)
+                now = loop.time()
+                if now >= give_up:
+                    break
+                if query is None and now >= hedge_at:
+                    query = asyncio.ensure_future(self._ask_found(record.public_key))
+                waiting = [f for f in (relayed, query) if f is not None and not f.done()]
+                wake = hedge_at if query is None else give_up
+                await asyncio.wait(waiting, timeout=wake - now, return_when=asyncio.FIRST_COMPLETED)
+            if relayed.done() and _decisive(relayed):
+                return await self._dial_reply(known, relayed.result())
+            log.debug("the relays of %s's last record failed", record.public_key.hex()[:16])
+            if peer.record is record:
+                peer.record = peer.holder = None
+            if query is None:
+                query = asyncio.ensure_future(self._ask_found(record.public_key))
+            return await self._dial_found(query)
+        finally:
+            relayed.cancel()
+            known.stop()
+            if query is not None:
+                if not query.done():
+                    query.cancel()
+                elif not query.cancelled() and query.exception() is None:
+                    query.result()[0].stop()  # an answer we did not take (or did: no-op)
+
+    async def _dial_found(self, query: Awaitable[tuple[_Begun, ConnectReply]]) -> Connection:
+        """Dial what :meth:`_ask_found` got (or raise what it raised)."""
+        begun, reply = await query
+        try:
             return await self._dial_reply(begun, reply)
         finally:
             begun.stop()
@@ -701,6 +740,13 @@ class _Begun:
 
 async def _await(result: Awaitable[None]) -> None:
     await result
+
+
+def _decisive(answer: asyncio.Future[Any]) -> bool:
+    """Whether a finished attempt settles a connect: it got the peer's answer, or the
+    peer's refusal (raised by ``result()``). Any other failure leaves it to the other."""
+    error = answer.exception()
+    return error is None or isinstance(error, PeerRejectedError)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

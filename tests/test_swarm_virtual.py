@@ -16,7 +16,7 @@ from nat.simulation import Simulation
 from nat.virtual_time import virtual_time
 from storage.keypair import KeyPair
 from swarm import PeerRejectedError, Swarm
-from swarm.swarm import key_topic
+from swarm.swarm import QUERY_HEDGE, key_topic
 
 ONE_WAY = 0.025
 
@@ -178,7 +178,7 @@ async def test_when_the_last_relays_cannot_forward_a_connect_asks_the_dht(relay:
             assert peer.record is not None
             if relay == "dead":
                 gone = (sim.net.add_host(), 4000)  # nothing answers there
-                budget = client.dht.forward_timeout  # waited out, then the DHT
+                budget = QUERY_HEDGE  # silent for that long: the DHT is asked alongside
             else:
                 gone = (await sim.add_node()).address  # joined after the announcement
                 budget = 4 * ONE_WAY  # asks for a token, then hears "unknown target"
@@ -190,6 +190,28 @@ async def test_when_the_last_relays_cannot_forward_a_connect_asks_the_dht(relay:
             assert took == pytest.approx(budget + 6 * ONE_WAY, abs=0.005)
             # the record the query found replaces the stale one
             assert peer.record is not None and gone not in peer.record.relay_addresses
+
+
+@virtual_time
+async def test_a_reconnect_through_a_slow_relay_takes_the_dht_s_answer_if_it_comes_first() -> None:
+    slow = 0.5  # one way, between the client and the relay of its last record
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim) as (server, client):
+            await client.connect(server.public_key)
+            peer = next(p for p in client.peers if p.public_key == server.public_key)
+            assert peer.record is not None
+            relay = peer.record.relay_addresses[0]  # alive, and holds the announcement
+            peer.record = dataclasses.replace(peer.record, relay_addresses=(relay,))
+            peer.holder = None
+            sim.net.set_link(client.dht.address[0], relay[0], latency=slow)
+            asked = finds(client)
+            took = await reconnect(server, client)
+            # the relay would answer after 2 * slow + 2 * ONE_WAY; the query began
+            # alongside after QUERY_HEDGE, and its answer, through a near node, won
+            assert asked == [server.public_key]
+            assert took == pytest.approx(QUERY_HEDGE + 6 * ONE_WAY, abs=0.005)
+            assert took < 2 * slow + 2 * ONE_WAY
 
 
 @virtual_time
