@@ -80,6 +80,7 @@ to 250 ms round trip; when they stay silent longer they are most likely gone. (h
 queries alongside from the start; most reconnects find the relays alive, and then we
 send no query at all.)"""
 
+
 def key_topic(public_key: bytes) -> bytes:
     """Where a peer announces itself to be reachable by key alone (as the DHT suggests)."""
     return hash32(public_key)
