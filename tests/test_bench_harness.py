@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from bench.metrics import Direction, Target, higher, lower
+from bench.paired import summarize
 from bench.process import _parse
 from bench.stats import advantage, median, median_metrics, percentile
 from bench.suites import SUITES
@@ -125,3 +130,37 @@ def test_warmup_trials_run_first_and_are_left_out() -> None:
     assert asyncio.run(trials({"trials": 2}, trial)) == [6, 7]  # no warm-up asked
     for name in ("dht", "connect"):  # the latency suites warm both sides up
         assert all(SUITES[name].params(quick)["warmup"] > 0 for quick in (True, False))
+
+
+def test_paired_rounds_are_set_against_each_other() -> None:
+    ours = [[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [1.0, 1.0, 9.0]]
+    theirs = [[2.0, 2.0, 2.0], [4.0, 4.0, 4.0], [1.0, 1.0, 1.0]]
+    result = summarize(ours, theirs)
+    # chunk medians 2 vs 2 (a tie counts for us), 5 vs 4, 1 vs 1
+    assert (result.wins, result.rounds) == (2, 3)
+    assert (result.ours_p50, result.theirs_p50) == (3.0, 2.0)  # pooled over every trial
+    assert result.ahead == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        summarize(ours, theirs[:2])
+    with pytest.raises(ValueError):
+        summarize([], [])
+
+
+def test_the_paired_worker_answers_chunks_until_told_to_stop() -> None:
+    """Our side of ``python -m bench.paired``: ready after its warm-up, one JSON list of
+    times per requested chunk, and a clean exit on 0."""
+    params = json.dumps({"kind": "dht", "size": 3, "warmup": 1})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.paired_worker", params],
+        input="2\n1\n0\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "ready"
+    chunks = [json.loads(line) for line in lines[1:]]
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    assert all(isinstance(ms, float) and 0 < ms < 10_000 for chunk in chunks for ms in chunk)

@@ -108,7 +108,7 @@ async function trials(p, trial) {
   return out
 }
 
-main(async (p) => {
+if (require.main === module) main(async (p) => {
   const m = {}
   for (const [index, size] of p.sizes.entries()) {
     const testnet = await createTestnet(size, { host: '127.0.0.1' })
@@ -135,3 +135,5 @@ main(async (p) => {
   }
   return { metrics: m, info: { hyperswarm: require('hyperswarm/package.json').version } }
 })
+
+module.exports = { server, connectTrial }

@@ -79,7 +79,7 @@ async function network(size, trials, warmup, idle, m) {
   await testnet.destroy()
 }
 
-main(async (p) => {
+if (require.main === module) main(async (p) => {
   const m = {}
   // largest first: idle memory is read on the first network, before memory freed by an
   // earlier one could be reused and hide the cost
@@ -87,3 +87,5 @@ main(async (p) => {
   for (const [i, size] of sizes.entries()) await network(size, p.trials, p.warmup || 0, i === 0, m)
   return { metrics: m, info: { hyperdht: require('hyperdht/package.json').version } }
 })
+
+module.exports = { trial }

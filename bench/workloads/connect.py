@@ -65,7 +65,7 @@ async def _client(bootstrap: list[tuple[str, int]]) -> AsyncIterator[Any]:
         yield client
 
 
-async def _connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: bytes) -> float:
+async def connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: bytes) -> float:
     """From a lookup result (the server's record) to an open connection.
 
     ``Swarm.connect`` takes a key alone and does its own lookup, so the record is
@@ -145,7 +145,7 @@ async def _network(size: int, p: dict[str, Any], first: bool, m: dict[str, float
             await server.listen()
             await server.join(topic, server=True, client=False).flushed()
             key = server.public_key
-            connect = await trials(p, lambda: _connect_trial(bootstrap, topic, key))
+            connect = await trials(p, lambda: connect_trial(bootstrap, topic, key))
             m[f"connect_p50_ms@{size}"] = percentile(connect, 50)
             m[f"connect_p95_ms@{size}"] = percentile(connect, 95)
             by_key = await trials(p, lambda: _connect_key_trial(bootstrap, key))

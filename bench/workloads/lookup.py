@@ -18,9 +18,8 @@ from bench.workloads.common import Result, now, on_loop, rss_mb, trials
 
 async def _network(size: int, p: dict[str, Any], idle: bool, m: dict[str, float]) -> None:
     # late imports: the worker reports an ImportError as "not available yet"
-    from dht import DHTNode, LookupTrace
+    from dht import DHTNode
     from dht.testnet import testnet
-    from storage import KeyPair
 
     gc.collect()
     before = rss_mb()
@@ -29,7 +28,7 @@ async def _network(size: int, p: dict[str, Any], idle: bool, m: dict[str, float]
         gc.collect()
         if idle:
             m["idle_node_mb"] = (rss_mb() - before) / size
-        _check_loopback(net.bootstrap)
+        check_loopback(net.bootstrap)
         async with (
             # ephemeral, like hyperdht's testnet.createNode(): clients that store nothing
             DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as announcer,
@@ -38,20 +37,7 @@ async def _network(size: int, p: dict[str, Any], idle: bool, m: dict[str, float]
             await announcer.ready()
             await looker.ready()
 
-            async def trial() -> tuple[float, float | None, int | None]:
-                """(ms to completion, ms to the announcer's record, its hop)."""
-                topic, key_pair = os.urandom(32), KeyPair.generate()
-                await announcer.announce(topic, key_pair)
-                trace = LookupTrace()
-                start = now()
-                first = None
-                async for peer in looker.lookup(topic, trace):
-                    if first is None and peer.public_key == key_pair.public_key:
-                        first = (now() - start) * 1000
-                hop = None if first is None else trace.hops[key_pair.public_key]
-                return (now() - start) * 1000, first, hop
-
-            results = await trials(p, trial)
+            results = await trials(p, lambda: trial(announcer, looker))
     times = [ms for ms, _, _ in results]
     firsts = [first for _, first, _ in results if first is not None]
     hops = [hop for _, _, hop in results if hop is not None]
@@ -65,7 +51,25 @@ async def _network(size: int, p: dict[str, Any], idle: bool, m: dict[str, float]
     m[f"success_pct@{size}"] = 100 * len(firsts) / len(results)
 
 
-def _check_loopback(bootstrap: list[tuple[str, int]]) -> None:
+async def trial(announcer: Any, looker: Any) -> tuple[float, float | None, int | None]:
+    """Announce a new topic, then look it up from another node: (ms to completion, ms
+    to the announcer's record, its hop)."""
+    from dht import LookupTrace
+    from storage import KeyPair
+
+    topic, key_pair = os.urandom(32), KeyPair.generate()
+    await announcer.announce(topic, key_pair)
+    trace = LookupTrace()
+    start = now()
+    first = None
+    async for peer in looker.lookup(topic, trace):
+        if first is None and peer.public_key == key_pair.public_key:
+            first = (now() - start) * 1000
+    hop = None if first is None else trace.hops[key_pair.public_key]
+    return (now() - start) * 1000, first, hop
+
+
+def check_loopback(bootstrap: list[tuple[str, int]]) -> None:
     """Benchmarks send to 127.0.0.1 only."""
     for host, _ in bootstrap:
         if host != "127.0.0.1":
