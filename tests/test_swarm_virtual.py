@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from helpers import until
 
+from dht.transport import Address
 from nat.simulation import Simulation
 from nat.virtual_time import virtual_time
 from storage.keypair import KeyPair
 from swarm import PeerRejectedError, Swarm
+from swarm.peer_info import PeerInfo
 from swarm.swarm import QUERY_HEDGE, key_topic
 
 ONE_WAY = 0.025
@@ -149,6 +151,20 @@ async def reconnect(server: Swarm, client: Swarm) -> float:
     return loop.time() - start
 
 
+async def met_through(
+    server: Swarm, client: Swarm, relay: Address | None = None
+) -> tuple[PeerInfo, Address]:
+    """Connect once; then the client's record of the server names one relay only:
+    ``relay``, or the first one it named. Returns the client's PeerInfo and that relay."""
+    await client.connect(server.public_key)
+    peer = next(p for p in client.peers if p.public_key == server.public_key)
+    assert peer.record is not None
+    relay = relay or peer.record.relay_addresses[0]
+    peer.record = dataclasses.replace(peer.record, relay_addresses=(relay,))
+    peer.holder = None
+    return peer, relay
+
+
 @virtual_time
 async def test_a_peer_seen_before_is_dialed_through_its_last_relays_with_no_query() -> None:
     loop = asyncio.get_running_loop()
@@ -173,17 +189,13 @@ async def test_when_the_last_relays_cannot_forward_a_connect_asks_the_dht(relay:
     async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
         await sim.start(5)
         async with listening_pair(sim) as (server, client):
-            await client.connect(server.public_key)
-            peer = next(p for p in client.peers if p.public_key == server.public_key)
-            assert peer.record is not None
             if relay == "dead":
                 gone = (sim.net.add_host(), 4000)  # nothing answers there
                 budget = QUERY_HEDGE  # silent for that long: the DHT is asked alongside
             else:
                 gone = (await sim.add_node()).address  # joined after the announcement
                 budget = 4 * ONE_WAY  # asks for a token, then hears "unknown target"
-            peer.record = dataclasses.replace(peer.record, relay_addresses=(gone,))
-            peer.holder = None
+            peer, _ = await met_through(server, client, gone)
             asked = finds(client)
             took = await reconnect(server, client)
             assert asked == [server.public_key]
@@ -198,12 +210,7 @@ async def test_a_reconnect_through_a_slow_relay_takes_the_dht_s_answer_if_it_com
     async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
         await sim.start(5)
         async with listening_pair(sim) as (server, client):
-            await client.connect(server.public_key)
-            peer = next(p for p in client.peers if p.public_key == server.public_key)
-            assert peer.record is not None
-            relay = peer.record.relay_addresses[0]  # alive, and holds the announcement
-            peer.record = dataclasses.replace(peer.record, relay_addresses=(relay,))
-            peer.holder = None
+            _, relay = await met_through(server, client)  # alive, holds the announcement
             sim.net.set_link(client.dht.address[0], relay[0], latency=slow)
             asked = finds(client)
             took = await reconnect(server, client)
