@@ -15,6 +15,7 @@ from helpers import until
 from dht.transport import Address
 from nat.simulation import Simulation
 from nat.virtual_time import virtual_time
+from storage.errors import ClosedError
 from storage.keypair import KeyPair
 from swarm import PeerRejectedError, Swarm
 from swarm.peer_info import PeerInfo
@@ -219,6 +220,31 @@ async def test_a_reconnect_through_a_slow_relay_takes_the_dht_s_answer_if_it_com
             assert asked == [server.public_key]
             assert took == pytest.approx(QUERY_HEDGE + 6 * ONE_WAY, abs=0.005)
             assert took < 2 * slow + 2 * ONE_WAY
+
+
+@pytest.mark.parametrize("after", [QUERY_HEDGE / 2, QUERY_HEDGE + ONE_WAY])
+@virtual_time
+async def test_closing_the_swarm_during_a_reconnect_ends_it_cleanly(after: float) -> None:
+    """Before the query starts and while it runs beside the relays: the connect raises
+    ClosedError, and no task is left behind with an error nobody saw."""
+    loop = asyncio.get_running_loop()
+    stray: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: stray.append(context))
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim) as (server, client):
+            await met_through(server, client, (sim.net.add_host(), 4000))  # a dead relay
+            conn = client.get_connection(server.public_key)
+            assert conn is not None
+            await conn.close()
+            connecting = asyncio.ensure_future(client.connect(server.public_key))
+            await asyncio.sleep(after)
+            assert not connecting.done()
+            await client.close()
+            with pytest.raises(ClosedError, match="closed while connecting"):
+                await connecting
+        await asyncio.sleep(1)  # whatever was cancelled has run its course
+    assert stray == []
 
 
 @virtual_time
