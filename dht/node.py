@@ -742,6 +742,7 @@ class DHTNode(RequestServer, AsyncResource):
         value: bytes | None = None,
         on_reply: OnReply | None = None,
         stop: Callable[[], bool] | None = None,
+        on_done: Callable[[], None] | None = None,
     ) -> Walk[_Call]:
         """Start walking towards ``target`` (requests go out before this returns).
 
@@ -770,6 +771,7 @@ class DHTNode(RequestServer, AsyncResource):
             on_reply=on_reply,
             stop=stop,
             first_alpha=None if stop is None else FIRST_FIND_ALPHA,
+            on_done=on_done,
         )
         return walk.begin()
 
@@ -940,8 +942,9 @@ class DHTNode(RequestServer, AsyncResource):
         for record in self.records.lookup(topic, self._now()):
             offer(record, 0, None)
 
-        walk = self._walk(Command.LOOKUP, topic, on_reply=on_reply)
-        walk.done.add_done_callback(lambda _: queue.put_nowait(None))
+        walk = self._walk(
+            Command.LOOKUP, topic, on_reply=on_reply, on_done=lambda: queue.put_nowait(None)
+        )
         try:
             while (item := await queue.get()) is not None:
                 yield item

@@ -13,8 +13,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from enum import Enum
+from operator import attrgetter
 
-from dht.node_id import distance, node_id
+from dht.node_id import node_id
 from dht.transport import Address
 
 
@@ -39,6 +40,9 @@ class Candidate:
     """1 for a node the query started from; k+1 for one first named by a hop-k reply."""
 
 
+_BY_DISTANCE = attrgetter("distance")
+
+
 class QueryState:
     def __init__(
         self,
@@ -49,6 +53,7 @@ class QueryState:
         max_queries: int | None = None,
     ) -> None:
         self.target = target
+        self._target = int.from_bytes(target, "big")
         self.k = k
         self._exclude = exclude
         self._max = max_candidates or 8 * k
@@ -62,7 +67,8 @@ class QueryState:
     def add(self, address: Address, hop: int = 1) -> None:
         if address in self._by_address or address in self._exclude:
             return
-        candidate = Candidate(address, distance(node_id(address), self.target), hop=hop)
+        number = int.from_bytes(node_id(address), "big")
+        candidate = Candidate(address, number ^ self._target, hop=hop)
         if self._new >= self._max:
             # Full of unqueried candidates: the newcomer replaces the farthest of them,
             # if it is closer. Queried ones stay (they carry replies and tokens).
@@ -76,7 +82,7 @@ class QueryState:
                     self._new -= 1
                     break
         self._new += 1
-        bisect.insort(self._sorted, candidate, key=lambda c: c.distance)
+        bisect.insort(self._sorted, candidate, key=_BY_DISTANCE)
         self._by_address[address] = candidate
 
     def _window(self) -> list[Candidate]:

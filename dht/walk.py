@@ -38,7 +38,9 @@ class Walk(Generic[H]):
     dead node slows a query by one timeout, not by all its retries.
 
     ``first_alpha`` narrows the first round, for a walk that its first replies most
-    likely end (``stop``): later rounds, if any, go back to ``alpha``.
+    likely end (``stop``): later rounds, if any, go back to ``alpha``. ``on_done`` runs
+    as soon as :attr:`done` is set, in the same turn of the event loop (a done callback
+    of the future would run a turn later).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class Walk(Generic[H]):
         on_reply: OnReply | None = None,
         stop: Callable[[], bool] | None = None,
         first_alpha: int | None = None,
+        on_done: Callable[[], None] | None = None,
     ) -> None:
         self.state = state
         self._start = start
@@ -61,6 +64,7 @@ class Walk(Generic[H]):
         self._timeout = timeout
         self._on_reply = on_reply
         self._stop = stop
+        self._when_done = on_done
         self._loop = asyncio.get_running_loop()
         self.done: asyncio.Future[QueryState] = self._loop.create_future()
         self._inflight: dict[Address, H] = {}
@@ -153,11 +157,17 @@ class Walk(Generic[H]):
         self._close()
         if not self.done.done():
             self.done.set_result(self.state)
+            self._ended()
 
     def _fail(self, error: Exception) -> None:
         self._close()
         if not self.done.done():
             self.done.set_exception(error)
+            self._ended()
+
+    def _ended(self) -> None:
+        if self._when_done is not None:
+            self._when_done()
 
     def _close(self) -> None:
         if self._timer is not None:
