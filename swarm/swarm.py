@@ -435,13 +435,13 @@ class Swarm(AsyncResource):
                 query = asyncio.ensure_future(self._ask_found(record.public_key))
             return await self._dial_found(query)
         finally:
-            relayed.cancel()
             known.stop()
-            if query is not None:
-                if not query.done():
-                    query.cancel()
-                elif not query.cancelled() and query.exception() is None:
-                    query.result()[0].stop()  # an answer we did not take (or did: no-op)
+            attempts: list[asyncio.Future[Any]] = [relayed] if query is None else [relayed, query]
+            for attempt in attempts:
+                attempt.cancel()  # a no-op on one that finished
+            await asyncio.gather(*attempts, return_exceptions=True)  # ours: end them here
+            if query is not None and not query.cancelled() and query.exception() is None:
+                query.result()[0].stop()  # an answer we did not take (or did: a no-op)
 
     async def _dial_found(self, query: Awaitable[tuple[_Begun, ConnectReply]]) -> Connection:
         """Dial what :meth:`_ask_found` got (or raise what it raised)."""
