@@ -126,6 +126,16 @@ def _dht_metrics(p: dict[str, Any]) -> list[Metric]:
         out += [
             higher(f"sim_success_pct@{n}", f"virtual {n:,} nodes, churn: success", "%"),
             lower(f"sim_hops_median@{n}", f"virtual {n:,} nodes, churn: hops median", "hops"),
+            lower(
+                f"sim_finish_p50_s@{n}",
+                f"virtual {n:,} nodes, churn: lookup to completion p50",
+                "s",
+            ),
+            lower(
+                f"sim_finish_p95_s@{n}",
+                f"virtual {n:,} nodes, churn: lookup to completion p95",
+                "s",
+            ),
             lower(f"sim_idle_node_mb@{n}", f"virtual {n:,} nodes: memory per idle node", "MB"),
         ]
     out += [lower("idle_node_mb", "memory per idle node", "MB"), PEAK_RSS]

@@ -751,7 +751,7 @@ class DHTNode(RequestServer, AsyncResource):
         a full ``alpha`` would mostly send requests whose replies go unread. Should
         those few not have it, the walk widens to ``alpha``.
         """
-        self._check_open()
+        rpc = self._check_open()
         state = QueryState(target, self.k, self._own_addresses())
         for contact in self.routing_table.closest(target, self.k):
             state.add(contact.address)
@@ -767,7 +767,7 @@ class DHTNode(RequestServer, AsyncResource):
             start,
             self._cancel,
             alpha=self.alpha,
-            timeout=self.request_timeout,
+            timeout=rpc.rtt.timeout(),  # a typical node's: a stall is one timeout
             on_reply=on_reply,
             stop=stop,
             first_alpha=None if stop is None else FIRST_FIND_ALPHA,

@@ -276,6 +276,8 @@ class RequestServer:
             relayed,
             target=target,
             value=rec.encode_forwarded(client, payload),
+            # not the round trip's timeout: the peer may let its app think first
+            reply_timeout=self.request_timeout,
         )
 
     def _handle_forwarded(

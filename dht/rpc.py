@@ -1,8 +1,10 @@
 """Request/response over datagrams: transaction ids, retries with backoff, a cap in flight.
 
 A request is retransmitted (same tid) when no reply came within its timeout, each
-wait longer than the last, so a lost packet costs time, not the query. A reply only
-resolves a request when it comes from the address the request went to.
+wait longer than the last, so a lost packet costs time, not the query. The first
+wait follows the round trips measured so far (``dht.rtt``) unless the caller sets
+one. A reply only resolves a request when it comes from the address the request
+went to.
 
 The core API is callback based (:meth:`RPC.send`): a query keeps many requests in
 flight, and a Task, a coroutine and a Future per request cost more CPU than the
@@ -22,6 +24,7 @@ from typing import TypeVar
 
 from dht.errors import RequestTimeoutError
 from dht.messages import MAX_TID, Request, Response, encode
+from dht.rtt import RttEstimator
 from dht.transport import Address
 from storage.errors import ClosedError
 
@@ -63,13 +66,16 @@ class Pending:
     """One request in flight (or queued for a slot); the handle :meth:`RPC.cancel` takes."""
 
     __slots__ = (
+        "adaptive",
         "address",
         "callback",
         "command",
         "data",
         "deadline",
         "id",
+        "resent",
         "retries",
+        "sent_at",
         "target",
         "tid",
         "token",
@@ -86,7 +92,7 @@ class Pending:
         target: bytes | None,
         value: bytes | None,
         retries: int,
-        wait: float,
+        wait: float | None,
         callback: ReplyCallback,
     ) -> None:
         self.address = address
@@ -96,11 +102,15 @@ class Pending:
         self.target = target
         self.value = value
         self.retries = retries
-        self.wait = wait
+        self.adaptive = wait is None
+        """Waits as the round trips measured so far say (and measures its own)."""
+        self.wait = 0.0 if wait is None else wait
         self.callback: ReplyCallback | None = callback
         self.tid = -1
         self.data = b""
         self.deadline = 0.0
+        self.sent_at = 0.0
+        self.resent = False
 
 
 class RPC:
@@ -115,6 +125,8 @@ class RPC:
     ) -> None:
         self._send = send
         self.timeout = timeout
+        """The first wait before any reply was measured, and the longest adaptive one."""
+        self.rtt = RttEstimator(timeout)
         self.retries = retries
         self.max_inflight = max_inflight
         self._pending: dict[int, Pending] = {}
@@ -144,7 +156,9 @@ class RPC:
         reply_timeout: float | None = None,
         retries: int | None = None,
     ) -> Pending:
-        """Start a request (or queue it while ``max_inflight`` are out).
+        """Start a request (or queue it while ``max_inflight`` are out). It waits
+        ``reply_timeout`` for a reply before each retransmission (times the backoff),
+        or by default what :attr:`rtt` estimates for ``address``.
 
         ``callback`` runs exactly once, never from inside this call, unless the
         request is cancelled first. Raises :class:`ClosedError` when closed.
@@ -161,7 +175,7 @@ class RPC:
             target,
             value,
             self.retries if retries is None else retries,
-            self.timeout if reply_timeout is None else reply_timeout,
+            reply_timeout,
             callback,
         )
         if len(self._pending) >= self.max_inflight:
@@ -220,6 +234,8 @@ class RPC:
             Request(tid, pending.command, pending.id, pending.token, pending.target, pending.value)
         )
         self._pending[tid] = pending
+        if pending.adaptive:
+            pending.wait = self.rtt.timeout(pending.address)
         self._transmit(pending)
 
     def _start_queued(self) -> None:
@@ -232,7 +248,10 @@ class RPC:
         self.sent += 1
         self._send(pending.data, pending.address)
         assert self._loop is not None
-        pending.deadline = self._loop.time() + pending.wait
+        now = self._loop.time()
+        if not pending.resent:
+            pending.sent_at = now
+        pending.deadline = now + pending.wait
         if self._timer is None or pending.deadline < self._timer_at:
             self._arm(pending.deadline)
 
@@ -264,6 +283,7 @@ class RPC:
             self._finish(pending, None, RequestTimeoutError(f"no reply from {host}:{port}"))
             return
         pending.retries -= 1
+        pending.resent = True
         pending.wait *= BACKOFF
         self.retransmitted += 1
         self._transmit(pending)
@@ -282,6 +302,8 @@ class RPC:
         pending = self._pending.get(response.tid)
         if pending is None or pending.address != address:
             return False
+        if pending.adaptive and self._loop is not None:
+            self.rtt.sample(address, self._loop.time() - pending.sent_at, pending.resent)
         self._finish(pending, response, None)
         return True
 

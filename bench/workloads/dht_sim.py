@@ -1,4 +1,5 @@
-"""Issue #4, virtual networks: success and hops at 1,000 / 10,000 nodes with churn.
+"""Issue #4, virtual networks: success, hops and lookup time at 1,000 / 10,000 nodes
+with churn.
 
 The simulation is ``nat.simulation`` (real DHTNodes on the virtual network and a
 virtual-time loop); the benchmark only runs its standard scenario and reports it.
@@ -23,6 +24,10 @@ def run(p: dict[str, Any]) -> Result:
         if result.median_hops is not None:
             m[f"sim_hops_median@{size}"] = result.median_hops
         m[f"sim_idle_node_mb@{size}"] = result.memory_per_node / MB
+        for q in (50, 95):
+            finish = result.finish_time(q)
+            if finish is not None:
+                m[f"sim_finish_p{q}_s@{size}"] = finish
         info[str(size)] = result.summary()
         progress({"metrics": m, "info": info})
     return {"metrics": m, "info": info}
