@@ -65,6 +65,9 @@ class ErrorCode(IntEnum):
     TOO_LARGE = 10
     STALE = 11
     BUSY = 12
+    PENDING = 13
+    """Not an answer: the node is alive and still working on it (a FORWARD its peer
+    has not answered yet, a FORWARDED its app is thinking about); ask again later."""
 
 
 @dataclass(slots=True)

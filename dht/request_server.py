@@ -224,8 +224,10 @@ class RequestServer:
 
     def _serve_forward(self, req: Request, addr: Address, authenticated: bool, size: int) -> None:
         key = (addr, req.tid)
-        if key in self._serving:
-            return  # a retransmission of a request we are still serving
+        if key in self._serving:  # a retransmission of a request we are still serving:
+            # we are alive, so its sender keeps waiting (and can tell us from the dead)
+            self._reply(req, addr, ErrorCode.PENDING, [], None, authenticated, 0)
+            return
         if self._resend_forward_reply(key, req):
             return  # a retransmission of one we served: its reply was lost
         if len(self._serving) >= MAX_CONCURRENT_FORWARDS:
@@ -276,8 +278,6 @@ class RequestServer:
             relayed,
             target=target,
             value=rec.encode_forwarded(client, payload),
-            # not the round trip's timeout: the peer may let its app think first
-            reply_timeout=self.request_timeout,
         )
 
     def _handle_forwarded(

@@ -4,7 +4,9 @@ A request is retransmitted (same tid) when no reply came within its timeout, eac
 wait longer than the last, so a lost packet costs time, not the query. The first
 wait follows the round trips measured so far (``dht.rtt``) unless the caller sets
 one. A reply only resolves a request when it comes from the address the request
-went to.
+went to. A PENDING reply (the node is alive and still working on it) resolves
+nothing: it gives back the retry that drew it, so a slow peer is waited for while a
+dead one is given up after the usual retries.
 
 The core API is callback based (:meth:`RPC.send`): a query keeps many requests in
 flight, and a Task, a coroutine and a Future per request cost more CPU than the
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dht.errors import RequestTimeoutError
-from dht.messages import MAX_TID, Request, Response, encode
+from dht.messages import MAX_TID, ErrorCode, Request, Response, encode
 from dht.rtt import RttEstimator
 from dht.transport import Address
 from storage.errors import ClosedError
@@ -31,6 +33,9 @@ from storage.errors import ClosedError
 log = logging.getLogger(__name__)
 
 BACKOFF = 1.5
+MAX_PENDING = 6
+"""PENDING replies a request takes (each gives back the retry that drew it): enough
+for a peer whose app thinks for seconds, and no more for one that only stalls."""
 TIMER_SLACK = 0.001
 """A request this close to its deadline when the timer fires counts as expired
 (the loop may run a timer a hair early); one retransmission early does no harm."""
@@ -68,6 +73,7 @@ class Pending:
     __slots__ = (
         "adaptive",
         "address",
+        "busy",
         "callback",
         "command",
         "data",
@@ -111,6 +117,8 @@ class Pending:
         self.deadline = 0.0
         self.sent_at = 0.0
         self.resent = False
+        self.busy = 0
+        """PENDING replies taken so far."""
 
 
 class RPC:
@@ -302,6 +310,11 @@ class RPC:
         pending = self._pending.get(response.tid)
         if pending is None or pending.address != address:
             return False
+        if response.error == ErrorCode.PENDING:
+            if pending.busy < MAX_PENDING:  # alive: the retransmission that asked is free
+                pending.busy += 1
+                pending.retries += 1
+            return True
         if pending.adaptive and self._loop is not None:
             self.rtt.sample(address, self._loop.time() - pending.sent_at, pending.resent)
         self._finish(pending, response, None)

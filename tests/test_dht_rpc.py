@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from dht.errors import RequestTimeoutError
-from dht.messages import Command, Request, Response, decode
-from dht.rpc import RPC, ReplyCallback
+from dht.messages import Command, ErrorCode, Request, Response, decode
+from dht.rpc import MAX_PENDING, RPC, ReplyCallback
 from dht.transport import Address
 from nat.virtual_time import virtual_time
 from storage.errors import ClosedError
@@ -162,3 +162,37 @@ async def test_a_cancelled_awaiting_caller_frees_its_slot() -> None:
     results = Results()
     rpc.send(B, Command.PING, results.callback("next"))
     assert wire.sent[-1][2] == B  # sent at once: the slot was free
+
+
+@virtual_time
+async def test_a_pending_reply_resolves_nothing_and_gives_back_the_retry_that_drew_it() -> None:
+    loop = asyncio.get_running_loop()
+    wire = Wire()
+    rpc = RPC(wire.send, retries=1)
+    results = Results()
+    rpc.send(A, Command.FORWARD, results.callback("slow peer"), reply_timeout=1.0)
+    await asyncio.sleep(1.0)  # the retransmission went out: "still working on it"
+    assert len(wire.sent) == 2
+    assert rpc.on_response(Response(wire.sent[-1][1].tid, A, error=ErrorCode.PENDING), A)
+    assert results.got == {}
+    await asyncio.sleep(1.5)  # its one retry came back: a third copy instead of giving up
+    assert len(wire.sent) == 3 and results.got == {}
+    assert rpc.on_response(reply_to(wire.sent[-1][1], b"decided"), A)
+    resp, error, _ = results.got["slow peer"]
+    assert error is None and resp is not None and resp.value == b"decided"
+    assert loop.time() == pytest.approx(2.5, abs=0.01)
+
+
+@virtual_time
+async def test_a_node_that_only_ever_says_pending_is_given_up() -> None:
+    wire = Wire()
+    rpc = RPC(wire.send, retries=1)
+    results = Results()
+    rpc.send(A, Command.FORWARD, results.callback("stalling"), reply_timeout=0.1)
+    while "stalling" not in results.got:
+        sent = len(wire.sent)
+        await asyncio.sleep(0.05)
+        if len(wire.sent) > sent:
+            rpc.on_response(Response(wire.sent[-1][1].tid, A, error=ErrorCode.PENDING), A)
+    assert isinstance(results.got["stalling"][1], RequestTimeoutError)
+    assert len(wire.sent) == 1 + 1 + MAX_PENDING  # the first, its retry, one per PENDING

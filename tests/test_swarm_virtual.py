@@ -17,7 +17,7 @@ from nat.simulation import Simulation
 from nat.virtual_time import virtual_time
 from storage.errors import ClosedError
 from storage.keypair import KeyPair
-from swarm import PeerRejectedError, Swarm
+from swarm import HandshakeError, PeerRejectedError, Swarm
 from swarm.peer_info import PeerInfo
 from swarm.swarm import QUERY_HEDGE, key_topic
 
@@ -256,3 +256,37 @@ async def test_a_peer_that_refuses_through_its_last_relays_is_not_looked_up_agai
                 with pytest.raises(PeerRejectedError, match="rejected by firewall"):
                     await client.connect(server.public_key)
             assert asked == [server.public_key]
+
+
+@virtual_time
+async def test_a_connect_to_a_crashed_peer_fails_after_a_few_round_trip_timeouts() -> None:
+    loop = asyncio.get_running_loop()
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim) as (server, client):
+            sim.net.remove_host(server.dht.address[0])  # gone; its announcement stays
+            start = loop.time()
+            with pytest.raises(HandshakeError, match="no relay could reach the peer"):
+                await client.connect(server.public_key)
+            # Each relay gives the peer a few timeouts fitted to its round trips (0.25 s
+            # at least), where a fixed second each took 5.4 s.
+            assert loop.time() - start < 2.0
+
+
+@virtual_time
+async def test_a_peer_whose_firewall_thinks_for_seconds_is_still_reached() -> None:
+    """The relay retransmits as for any peer, and the peer, alive, answers PENDING until
+    its app decided: slow is not taken for dead."""
+    loop = asyncio.get_running_loop()
+
+    async def firewall(key: bytes) -> bool:
+        await asyncio.sleep(3.0)
+        return True
+
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        async with listening_pair(sim, firewall=firewall) as (server, client):
+            start = loop.time()
+            conn = await client.connect(server.public_key)
+            assert conn.remote_public_key == server.public_key
+            assert 3.0 < loop.time() - start < 3.5
