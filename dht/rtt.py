@@ -41,21 +41,14 @@ class RttEstimator:
         known = self._by_address.get(address)
         if known is None:
             self._remember(address, [rtt, rtt / 2])
-        elif retransmitted:
-            return
-        else:  # RFC 6298: rttvar <- 3/4 rttvar + 1/4 |srtt - r|, srtt <- 7/8 srtt + 1/8 r
-            srtt = known[0]
-            known[1] = 0.75 * known[1] + 0.25 * abs(srtt - rtt)
-            known[0] = 0.875 * srtt + 0.125 * rtt
+        elif not retransmitted:
+            _update(known, rtt)
         if retransmitted:
             return
-        overall = self._overall
-        if overall is None:
+        if self._overall is None:
             self._overall = [rtt, rtt / 2]
         else:
-            srtt = overall[0]
-            overall[1] = 0.75 * overall[1] + 0.25 * abs(srtt - rtt)
-            overall[0] = 0.875 * srtt + 0.125 * rtt
+            _update(self._overall, rtt)
 
     def timeout(self, address: Address | None = None) -> float:
         """How long to wait for ``address`` (``None``: any node) before sending again."""
@@ -78,3 +71,9 @@ class RttEstimator:
             del table[next(iter(table))]
         table[address] = estimate
 
+
+def _update(estimate: list[float], rtt: float) -> None:
+    """RFC 6298: rttvar <- 3/4 rttvar + 1/4 |srtt - r|, then srtt <- 7/8 srtt + 1/8 r."""
+    srtt = estimate[0]
+    estimate[1] = 0.75 * estimate[1] + 0.25 * abs(srtt - rtt)
+    estimate[0] = 0.875 * srtt + 0.125 * rtt
