@@ -1,4 +1,5 @@
-"""The RPC layer on its own, in virtual time: replies, retries, the in-flight cap, cancel, close."""
+"""The RPC layer on its own, in virtual time: replies, retries, adaptive timeouts, PENDING,
+the in-flight cap, cancel, close."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from dht.errors import RequestTimeoutError
 from dht.messages import Command, ErrorCode, Request, Response, decode
-from dht.rpc import MAX_PENDING, RPC, ReplyCallback
+from dht.rpc import BACKOFF, MAX_PENDING, RPC, ReplyCallback
+from dht.rtt import MIN_TIMEOUT
 from dht.transport import Address
 from nat.virtual_time import virtual_time
 from storage.errors import ClosedError
@@ -196,3 +198,55 @@ async def test_a_node_that_only_ever_says_pending_is_given_up() -> None:
             rpc.on_response(Response(wire.sent[-1][1].tid, A, error=ErrorCode.PENDING), A)
     assert isinstance(results.got["stalling"][1], RequestTimeoutError)
     assert len(wire.sent) == 1 + 1 + MAX_PENDING  # the first, its retry, one per PENDING
+
+
+async def _answered(rpc: RPC, wire: Wire, after: float) -> None:
+    """One request to A, answered ``after`` seconds later."""
+    task = asyncio.ensure_future(rpc.request(A, Command.PING))
+    await asyncio.sleep(after)
+    assert rpc.on_response(reply_to(wire.sent[-1][1]), A)
+    await task
+
+
+@virtual_time
+async def test_once_a_round_trip_is_known_a_lost_request_is_resent_that_much_sooner() -> None:
+    loop = asyncio.get_running_loop()
+    wire = Wire()
+    rpc = RPC(wire.send, timeout=1.0, retries=1)
+    await _answered(rpc, wire, 0.02)
+    wire.sent.clear()
+    start = loop.time()
+    with pytest.raises(RequestTimeoutError):
+        await rpc.request(A, Command.PING)  # nobody answers now
+    times = [t - start for t, _, _ in wire.sent]
+    # one timeout of a fixed second would resend at 1.0 and give up at 2.5
+    assert times == pytest.approx([0.0, MIN_TIMEOUT], abs=0.001)
+    assert loop.time() - start == pytest.approx(MIN_TIMEOUT * (1 + BACKOFF), abs=0.001)
+
+
+@virtual_time
+async def test_a_timeout_the_caller_sets_is_kept_and_its_reply_not_measured() -> None:
+    """A FORWARD's reply crosses two hops and the peer's app: one round trip is no measure."""
+    loop = asyncio.get_running_loop()
+    wire = Wire()
+    rpc = RPC(wire.send, timeout=1.0, retries=0)
+    await _answered(rpc, wire, 0.02)
+    slow = asyncio.ensure_future(rpc.request(A, Command.FORWARD, reply_timeout=2.0))
+    await asyncio.sleep(1.5)
+    assert rpc.on_response(reply_to(wire.sent[-1][1]), A)
+    await slow
+    assert rpc.rtt.timeout(A) == MIN_TIMEOUT  # as before: the 1.5 s did not count
+    start = loop.time()
+    with pytest.raises(RequestTimeoutError):
+        await rpc.request(A, Command.FORWARD, reply_timeout=2.0)
+    assert loop.time() - start == pytest.approx(2.0, abs=0.001)
+
+
+@virtual_time
+async def test_a_slow_path_is_given_the_time_it_needs() -> None:
+    wire = Wire()
+    rpc = RPC(wire.send, timeout=2.0, retries=0)  # a request that times out fails
+    for _ in range(20):
+        await _answered(rpc, wire, 0.6)
+    assert len(wire.sent) == 20
+    assert 0.6 < rpc.rtt.timeout(A) < 0.7  # shorter than the configured 2 s, never too short
