@@ -119,23 +119,24 @@ def finds(swarm: Swarm) -> list[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def listening_pair(
-    sim: Simulation, **server_options: Any
-) -> AsyncIterator[tuple[Swarm, Swarm]]:
-    """A listening server and a client, on hosts of their own in ``sim``."""
+async def listening_pair(**server_options: Any) -> AsyncIterator[tuple[Simulation, Swarm, Swarm]]:
+    """Five DHT nodes at ``ONE_WAY``, then a listening server and a client on hosts of
+    their own."""
     options = {"clock": asyncio.get_running_loop().wall_time}
-    server = Swarm(
-        sim.bootstrap,
-        host=sim.net.add_host(),
-        network=sim.net,
-        dht_options=options,
-        **server_options,
-    )
-    client = Swarm(sim.bootstrap, host=sim.net.add_host(), network=sim.net, dht_options=options)
-    async with server, client:
-        await server.listen()
-        await client.dht.ready()
-        yield server, client
+    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
+        await sim.start(5)
+        server = Swarm(
+            sim.bootstrap,
+            host=sim.net.add_host(),
+            network=sim.net,
+            dht_options=options,
+            **server_options,
+        )
+        client = Swarm(sim.bootstrap, host=sim.net.add_host(), network=sim.net, dht_options=options)
+        async with server, client:
+            await server.listen()
+            await client.dht.ready()
+            yield sim, server, client
 
 
 async def reconnect(server: Swarm, client: Swarm) -> float:
@@ -169,57 +170,51 @@ async def met_through(
 @virtual_time
 async def test_a_peer_seen_before_is_dialed_through_its_last_relays_with_no_query() -> None:
     loop = asyncio.get_running_loop()
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim) as (server, client):
-            asked = finds(client)
-            start = loop.time()
-            await client.connect(server.public_key)
-            # the query's round trip to a node near the key, then the relayed one
-            assert loop.time() - start == pytest.approx(6 * ONE_WAY, abs=0.005)
-            assert asked == [server.public_key]
-            # the record it found names the relays: client -> relay -> server -> relay ->
-            # client, and nothing asked of the DHT
-            assert await reconnect(server, client) == pytest.approx(4 * ONE_WAY, abs=0.005)
-            assert asked == [server.public_key]
+    async with listening_pair() as (_sim, server, client):
+        asked = finds(client)
+        start = loop.time()
+        await client.connect(server.public_key)
+        # the query's round trip to a node near the key, then the relayed one
+        assert loop.time() - start == pytest.approx(6 * ONE_WAY, abs=0.005)
+        assert asked == [server.public_key]
+        # the record it found names the relays: client -> relay -> server -> relay ->
+        # client, and nothing asked of the DHT
+        assert await reconnect(server, client) == pytest.approx(4 * ONE_WAY, abs=0.005)
+        assert asked == [server.public_key]
 
 
 @pytest.mark.parametrize("relay", ["dead", "not holding it"])
 @virtual_time
 async def test_when_the_last_relays_cannot_forward_a_connect_asks_the_dht(relay: str) -> None:
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim) as (server, client):
-            if relay == "dead":
-                gone = (sim.net.add_host(), 4000)  # nothing answers there
-                budget = QUERY_HEDGE  # silent for that long: the DHT is asked alongside
-            else:
-                gone = (await sim.add_node()).address  # joined after the announcement
-                budget = 4 * ONE_WAY  # asks for a token, then hears "unknown target"
-            peer, _ = await met_through(server, client, gone)
-            asked = finds(client)
-            took = await reconnect(server, client)
-            assert asked == [server.public_key]
-            assert took == pytest.approx(budget + 6 * ONE_WAY, abs=0.005)
-            # the record the query found replaces the stale one
-            assert peer.record is not None and gone not in peer.record.relay_addresses
+    async with listening_pair() as (sim, server, client):
+        if relay == "dead":
+            gone = (sim.net.add_host(), 4000)  # nothing answers there
+            budget = QUERY_HEDGE  # silent for that long: the DHT is asked alongside
+        else:
+            gone = (await sim.add_node()).address  # joined after the announcement
+            budget = 4 * ONE_WAY  # asks for a token, then hears "unknown target"
+        peer, _ = await met_through(server, client, gone)
+        asked = finds(client)
+        took = await reconnect(server, client)
+        assert asked == [server.public_key]
+        assert took == pytest.approx(budget + 6 * ONE_WAY, abs=0.005)
+        # the record the query found replaces the stale one
+        assert peer.record is not None and gone not in peer.record.relay_addresses
 
 
 @virtual_time
 async def test_a_reconnect_through_a_slow_relay_takes_the_dht_s_answer_if_it_comes_first() -> None:
     slow = 0.5  # one way, between the client and the relay of its last record
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim) as (server, client):
-            _, relay = await met_through(server, client)  # alive, holds the announcement
-            sim.net.set_link(client.dht.address[0], relay[0], latency=slow)
-            asked = finds(client)
-            took = await reconnect(server, client)
-            # the relay would answer after 2 * slow + 2 * ONE_WAY; the query began
-            # alongside after QUERY_HEDGE, and its answer, through a near node, won
-            assert asked == [server.public_key]
-            assert took == pytest.approx(QUERY_HEDGE + 6 * ONE_WAY, abs=0.005)
-            assert took < 2 * slow + 2 * ONE_WAY
+    async with listening_pair() as (sim, server, client):
+        _, relay = await met_through(server, client)  # alive, holds the announcement
+        sim.net.set_link(client.dht.address[0], relay[0], latency=slow)
+        asked = finds(client)
+        took = await reconnect(server, client)
+        # the relay would answer after 2 * slow + 2 * ONE_WAY; the query began
+        # alongside after QUERY_HEDGE, and its answer, through a near node, won
+        assert asked == [server.public_key]
+        assert took == pytest.approx(QUERY_HEDGE + 6 * ONE_WAY, abs=0.005)
+        assert took < 2 * slow + 2 * ONE_WAY
 
 
 @pytest.mark.parametrize("after", [QUERY_HEDGE / 2, QUERY_HEDGE + ONE_WAY])
@@ -230,47 +225,41 @@ async def test_closing_the_swarm_during_a_reconnect_ends_it_cleanly(after: float
     loop = asyncio.get_running_loop()
     stray: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: stray.append(context))
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim) as (server, client):
-            await met_through(server, client, (sim.net.add_host(), 4000))  # a dead relay
-            conn = client.get_connection(server.public_key)
-            assert conn is not None
-            await conn.close()
-            connecting = asyncio.ensure_future(client.connect(server.public_key))
-            await asyncio.sleep(after)
-            assert not connecting.done()
-            await client.close()
-            with pytest.raises(ClosedError, match="closed while connecting"):
-                await connecting
+    async with listening_pair() as (sim, server, client):
+        await met_through(server, client, (sim.net.add_host(), 4000))  # a dead relay
+        conn = client.get_connection(server.public_key)
+        assert conn is not None
+        await conn.close()
+        connecting = asyncio.ensure_future(client.connect(server.public_key))
+        await asyncio.sleep(after)
+        assert not connecting.done()
+        await client.close()
+        with pytest.raises(ClosedError, match="closed while connecting"):
+            await connecting
     assert stray == []
 
 
 @virtual_time
 async def test_a_peer_that_refuses_through_its_last_relays_is_not_looked_up_again() -> None:
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim, firewall=lambda key: False) as (server, client):
-            asked = finds(client)
-            for _ in range(2):
-                with pytest.raises(PeerRejectedError, match="rejected by firewall"):
-                    await client.connect(server.public_key)
-            assert asked == [server.public_key]
+    async with listening_pair(firewall=lambda key: False) as (_sim, server, client):
+        asked = finds(client)
+        for _ in range(2):
+            with pytest.raises(PeerRejectedError, match="rejected by firewall"):
+                await client.connect(server.public_key)
+        assert asked == [server.public_key]
 
 
 @virtual_time
 async def test_a_connect_to_a_crashed_peer_fails_after_a_few_round_trip_timeouts() -> None:
     loop = asyncio.get_running_loop()
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim) as (server, client):
-            sim.net.remove_host(server.dht.address[0])  # gone; its announcement stays
-            start = loop.time()
-            with pytest.raises(HandshakeError, match="no relay could reach the peer"):
-                await client.connect(server.public_key)
-            # Each relay gives the peer a few timeouts fitted to its round trips (0.25 s
-            # at least), where a fixed second each took 5.4 s.
-            assert loop.time() - start < 2.0
+    async with listening_pair() as (sim, server, client):
+        sim.net.remove_host(server.dht.address[0])  # gone; its announcement stays
+        start = loop.time()
+        with pytest.raises(HandshakeError, match="no relay could reach the peer"):
+            await client.connect(server.public_key)
+        # Each relay gives the peer a few timeouts fitted to its round trips (0.25 s
+        # at least), where a fixed second each took 5.4 s.
+        assert loop.time() - start < 2.0
 
 
 @virtual_time
@@ -283,10 +272,8 @@ async def test_a_peer_whose_firewall_thinks_for_seconds_is_still_reached() -> No
         await asyncio.sleep(3.0)
         return True
 
-    async with Simulation(latency=ONE_WAY, jitter=0.0) as sim:
-        await sim.start(5)
-        async with listening_pair(sim, firewall=firewall) as (server, client):
-            start = loop.time()
-            conn = await client.connect(server.public_key)
-            assert conn.remote_public_key == server.public_key
-            assert 3.0 < loop.time() - start < 3.5
+    async with listening_pair(firewall=firewall) as (_sim, server, client):
+        start = loop.time()
+        conn = await client.connect(server.public_key)
+        assert conn.remote_public_key == server.public_key
+        assert 3.0 < loop.time() - start < 3.5
