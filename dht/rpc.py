@@ -132,9 +132,8 @@ class RPC:
         rng: random.Random | None = None,
     ) -> None:
         self._send = send
-        self.timeout = timeout
-        """The first wait before any reply was measured, and the longest adaptive one."""
         self.rtt = RttEstimator(timeout)
+        """Waits for replies: ``timeout`` before any was measured, never longer after."""
         self.retries = retries
         self.max_inflight = max_inflight
         self._pending: dict[int, Pending] = {}
