@@ -1,10 +1,16 @@
 """What a DHT node stores for others: announcements and values, bounded and expiring.
 
 Pure data structure (the caller passes ``now`` from the loop clock and has checked
-signatures and tokens). Every entry belongs to groups (its topic, the IP that stored
-it, the announcing key); each capped group and the store as a whole evict their
-oldest entry first when full, so no sender can grow a node's memory past the caps,
-and one IP cannot crowd out a topic.
+signatures and tokens). Every entry belongs to groups (its topic, its sender, the
+announcing key); each capped group and the store as a whole evict their oldest entry
+first when full, so no sender can grow a node's memory past the caps, and one IP
+cannot crowd out a topic.
+
+A sender is the IP that stored the entry where IPs are scarce (global addresses),
+and its ``ip:port`` where many nodes legitimately share one address (loopback,
+private, link-local), which the routing table exempts from its per-IP limits alike.
+Counted by IP there, all the peers of a 127.0.0.1 testnet would share one quota:
+the 33rd to announce a topic would push the first out.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Generic, TypeVar
 
 from dht.messages import ErrorCode
 from dht.records import MutableValue, PeerRecord
+from dht.routing_table import ip_limited
 from dht.transport import Address
 
 K = TypeVar("K", bound=Hashable)
@@ -25,6 +32,11 @@ DEFAULT_MAX_PER_TOPIC = 64
 DEFAULT_MAX_PER_IP = 32
 DEFAULT_MAX_RECORDS = 4096
 DEFAULT_MAX_VALUES = 1024
+
+
+def sender(source: Address) -> Hashable:
+    """The group a source's entries count against (see the module's docstring)."""
+    return source[0] if ip_limited(source[0]) else source
 
 
 @dataclass(slots=True)
@@ -124,10 +136,10 @@ class RecordStore:
         self.record_ttl = record_ttl
         self.value_ttl = value_ttl
         self._announcements: BoundedIndex[tuple[bytes, bytes], Announcement] = BoundedIndex(
-            max_records, {"topic": max_per_topic, "ip": max_per_ip, "key": None}
+            max_records, {"topic": max_per_topic, "sender": max_per_ip, "key": None}
         )
         self._values: BoundedIndex[bytes, bytes | MutableValue] = BoundedIndex(
-            max_values, {"ip": max_per_ip}
+            max_values, {"sender": max_per_ip}
         )
 
     def __len__(self) -> int:
@@ -154,7 +166,7 @@ class RecordStore:
         ):
             return ErrorCode.STALE
         entry = Announcement(topic, public_key, timestamp, record, source)
-        groups = {"topic": topic, "ip": source[0], "key": public_key}
+        groups = {"topic": topic, "sender": sender(source), "key": public_key}
         self._announcements.put(key, entry, groups, now + self.record_ttl)
         return ErrorCode.OK
 
@@ -171,7 +183,7 @@ class RecordStore:
         return None if best is None else best.source
 
     def put_immutable(self, key: bytes, value: bytes, source: Address, now: float) -> None:
-        self._values.put(key, value, {"ip": source[0]}, now + self.value_ttl)
+        self._values.put(key, value, {"sender": sender(source)}, now + self.value_ttl)
 
     def get_immutable(self, key: bytes, now: float) -> bytes | None:
         value = self._values.get(key, now)
@@ -188,7 +200,7 @@ class RecordStore:
                 return ErrorCode.CAS_MISMATCH
             if value.seq < old.seq or (value.seq == old.seq and value != old):
                 return ErrorCode.SEQ_TOO_LOW
-        self._values.put(value.target, value, {"ip": source[0]}, now + self.value_ttl)
+        self._values.put(value.target, value, {"sender": sender(source)}, now + self.value_ttl)
         return ErrorCode.OK
 
     def get_mutable(self, target: bytes, now: float) -> MutableValue | None:

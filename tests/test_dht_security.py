@@ -232,6 +232,25 @@ async def test_storage_per_ip_is_capped() -> None:
             raw.close()
 
 
+async def test_each_peer_on_one_loopback_address_has_its_own_storage_quota() -> None:
+    # a 127.0.0.1 testnet: many peers share the address, as hosts do behind a LAN
+    async with testnet(size=2, max_records_per_ip=3, **FAST) as net:
+        peers = [DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", **FAST) for _ in range(6)]
+        try:
+            for peer in peers:
+                await peer.start()
+            await asyncio.gather(*(peer.ready() for peer in peers))
+            keys = [KeyPair.generate() for _ in peers]
+            pairs = zip(peers, keys, strict=True)
+            await asyncio.gather(*(peer.announce(TOPIC, kp) for peer, kp in pairs))
+            now = asyncio.get_running_loop().time()
+            for node in net.nodes:
+                stored = {r.public_key for r in node.records.lookup(TOPIC, now)}
+                assert stored == {kp.public_key for kp in keys}
+        finally:
+            await asyncio.gather(*(peer.close() for peer in peers))
+
+
 async def test_garbage_does_not_hurt_a_node() -> None:
     async with testnet(size=2, **FAST) as net:
         target = net.nodes[1]

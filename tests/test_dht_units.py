@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable
 
 import pytest
 
@@ -157,6 +158,23 @@ def test_record_store_caps_evict_oldest_first() -> None:
     assert len(store) <= 5
     # total cap
     assert len(store) == 5
+
+
+def test_record_store_counts_a_global_ip_once_and_a_shared_local_address_per_port() -> None:
+    topic = b"t" * 32
+    store = RecordStore(record_ttl=10, value_ttl=10, max_per_ip=2)
+
+    def stored(host: str, ports: Iterable[int]) -> int:
+        for port in ports:
+            kp = KeyPair.generate()
+            r = PeerRecord.sign(topic, kp, [], 1)
+            assert store.announce(topic, r, kp.public_key, 1, (host, port), 0.0) == ErrorCode.OK
+        return sum(1 for r in store.lookup(topic, 0.0) if r is not None)
+
+    assert stored("8.8.8.8", range(1, 5)) == 2  # one global IP: one quota, whatever the port
+    assert stored("127.0.0.1", range(1, 5)) == 2 + 4  # loopback: each port its own quota
+    assert stored("127.0.0.1", [1, 1]) == 6 + 2 - 1  # one port over its quota: oldest out
+    assert stored("10.1.2.3", [7, 8]) == 9
 
 
 def test_record_store_orders_versions_and_expires() -> None:
