@@ -52,9 +52,10 @@ from dht.messages import (
 from dht.nat_sampler import NatSampler
 from dht.nat_type import NatType
 from dht.node_id import ID_SIZE, canonical_host, distance, hash32, node_id, random_id_in_bucket
+from dht.pages import Fetch, Pager
 from dht.query import QueryState
 from dht.record_store import RecordStore
-from dht.records import MutableValue, PeerRecord, Removal
+from dht.records import EMPTY_LOOKUP_REPLY, MutableValue, PeerRecord, Removal
 from dht.request_server import (
     MAX_FORWARD_PAYLOAD,
     MAX_RECORDS_PER_REPLY,
@@ -930,31 +931,74 @@ class DHTNode(RequestServer, AsyncResource):
             queue.put_nowait((record, holder))
 
         values: set[bytes] = set()
+        walked = False
+        pager: Pager[_Call] | None = None  # made when a node's sample comes back full
+
+        def on_page(records: list[PeerRecord], addr: Address, hop: int) -> None:
+            for record in records:
+                offer(record, hop, addr)
+
+        def end() -> None:
+            if walked and (pager is None or not pager.busy):
+                queue.put_nowait(None)
 
         def on_reply(addr: Address, resp: Response, hop: int) -> None:
+            nonlocal pager
             value = resp.value
             if value is None or resp.error != ErrorCode.OK or value in values:
                 return  # the k nodes near a topic mostly send the very same bytes
             values.add(value)
+            if pager is None and rec.lookup_reply_count(value) >= MAX_RECORDS_PER_REPLY:
+                # a sample of more: read them all (dht.pages)
+                fetch = self._page_fetcher(topic)
+                pager = Pager(fetch, self._cancel, on_page, MAX_RECORDS_PER_REPLY, end)
+                pager.full_sample(addr, hop)
             for record in rec.decode_lookup_reply(value, MAX_RECORDS_PER_REPLY, seen):
                 offer(record, hop, addr)
+
+        def on_walked() -> None:
+            nonlocal walked
+            walked = True
+            end()
 
         for record in self.records.lookup(topic, self._now()):
             offer(record, 0, None)
 
-        walk = self._walk(
-            Command.LOOKUP, topic, on_reply=on_reply, on_done=lambda: queue.put_nowait(None)
-        )
+        walk = self._walk(Command.LOOKUP, topic, on_reply=on_reply, on_done=on_walked)
         try:
             while (item := await queue.get()) is not None:
                 yield item
             state = walk.done.result()  # raises ClosedError if the node closed under us
             if trace is not None:
                 trace.requests, trace.responses = state.queried, state.responses
+                if pager is not None:
+                    trace.requests += pager.requests
+                    trace.responses += pager.pages
         finally:
             walk.cancel()
+            if pager is not None:
+                pager.cancel()
             if not walk.done.cancelled():
                 walk.done.exception()  # retrieved: an early exit does not log it
+
+    def _page_fetcher(self, topic: bytes) -> Fetch[_Call]:
+        """Asks a node for its records of ``topic`` after a key (see :mod:`dht.pages`)."""
+
+        def fetch(
+            addr: Address, after: bytes, done: Callable[[list[PeerRecord] | None], None]
+        ) -> _Call:
+            def on_reply(resp: Response | None, error: BaseException | None) -> None:
+                records: list[PeerRecord] | None = None
+                # an error, or a bad page, ends the reading like a failed request
+                if resp is not None and resp.error == ErrorCode.OK:
+                    with contextlib.suppress(PeerswarmError):
+                        value = resp.value or EMPTY_LOOKUP_REPLY
+                        records = rec.decode_lookup_reply(value, MAX_RECORDS_PER_REPLY)
+                done(records)
+
+            return self._call(addr, Command.LOOKUP, on_reply, target=topic, value=after)
+
+        return fetch
 
     async def find_peer(
         self, topic: bytes, public_key: bytes

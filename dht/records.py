@@ -191,6 +191,22 @@ def encode_lookup_reply(records: list[PeerRecord]) -> bytes:
     return header + b"".join(_packed(r) for r in records)
 
 
+EMPTY_LOOKUP_REPLY = b"\x90"
+"""No records (a node with none sends no value at all)."""
+
+
+def lookup_reply_count(data: bytes) -> int:
+    """How many records a LOOKUP reply says it holds, from its array header alone
+    (0 for anything else: decoding it says what is wrong)."""
+    if not data:
+        return 0
+    if 0x90 <= data[0] <= 0x9F:
+        return data[0] & 0x0F
+    if data[0] == 0xDC and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big")
+    return 0
+
+
 def decode_lookup_reply(
     data: bytes, max_records: int, known: Collection[bytes] = ()
 ) -> list[PeerRecord]:

@@ -16,11 +16,12 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dht import records as rec
 from dht.messages import NONCE_SIZE, Command, ErrorCode, Probe, Request, Response, encode
-from dht.node_id import hash32, node_id
+from dht.node_id import ID_SIZE, hash32, node_id
 from dht.rate_limit import TokenBucket
 from dht.record_store import RecordStore
 from dht.records import PeerRecord, Removal
@@ -41,7 +42,8 @@ MAX_FORWARD_PAYLOAD = 1400
 of the minimum size (1200 bytes) each way (``swarm.handshake``); with the DHT's headers
 a relayed message stays under 1472 bytes, what one datagram carries on a 1500-byte MTU."""
 MAX_RECORDS_PER_REPLY = 10
-"""A lookup reply carries at most this many records (a random sample when more)."""
+"""A lookup reply carries at most this many records (a random sample when more, unless
+the request asks for a page: ``dht.pages``)."""
 UNAUTHENTICATED_REPLY_BUDGET = 600
 """Without a valid token a reply may be this large, or 3x the request if larger;
 a reply that would be bigger carries TOKEN_REQUIRED and a token instead."""
@@ -54,6 +56,7 @@ FORWARD_REPLY_TTL = 15.0
 MAX_FORWARD_REPLIES = 256
 MAX_CONCURRENT_PROBES = 16
 _COMMANDS = frozenset(int(c) for c in Command)
+_BY_KEY = attrgetter("public_key")
 
 
 class RequestServer:
@@ -177,7 +180,13 @@ class RequestServer:
             return ErrorCode.BAD_REQUEST, [], None
         if cmd == Command.LOOKUP:
             found = self.records.lookup(target, now)
-            if len(found) > MAX_RECORDS_PER_REPLY:
+            after = req.value
+            if after is not None:  # a page (dht.pages): the records after a key, in key order
+                if len(after) > ID_SIZE:
+                    return ErrorCode.BAD_REQUEST, nodes, None
+                found = sorted((r for r in found if r.public_key > after), key=_BY_KEY)
+                found = found[:MAX_RECORDS_PER_REPLY]
+            elif len(found) > MAX_RECORDS_PER_REPLY:
                 found = self._rng.sample(found, MAX_RECORDS_PER_REPLY)
             return ErrorCode.OK, nodes, rec.encode_lookup_reply(found) if found else None
         if cmd == Command.IMMUTABLE_GET:

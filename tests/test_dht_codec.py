@@ -105,6 +105,23 @@ def test_fuzz_record_decoders(data: bytes) -> None:
             decoder(data)
 
 
+@settings(max_examples=60)
+@given(st.lists(st.tuples(b32, st.lists(addresses, max_size=3)), max_size=20))
+def test_a_lookup_reply_says_how_many_records_it_holds(
+    held: list[tuple[bytes, list[tuple[str, int]]]],
+) -> None:
+    recs = [PeerRecord(pk, tuple(addrs), 1, b"s" * 64) for pk, addrs in held]
+    data = records.encode_lookup_reply(recs)
+    assert records.lookup_reply_count(data) == len(recs)
+    assert records.decode_lookup_reply(data, 20) == recs
+    assert records.lookup_reply_count(records.EMPTY_LOOKUP_REPLY) == 0
+
+
+@given(st.binary(max_size=40))
+def test_a_lookup_reply_count_reads_any_bytes(data: bytes) -> None:
+    assert 0 <= records.lookup_reply_count(data) < 2**16
+
+
 def test_size_and_shape_limits() -> None:
     with pytest.raises(DecodeError):
         decode(b"\x01" + b"\x00" * MAX_DATAGRAM)

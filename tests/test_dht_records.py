@@ -14,7 +14,7 @@ from dht.errors import CASMismatchError, ForwardError, SeqTooLowError, UnknownTa
 from dht.messages import Command, Request, Response, decode
 from dht.node import FIRST_FIND_ALPHA
 from dht.node_id import hash32
-from dht.request_server import MAX_FORWARD_PAYLOAD
+from dht.request_server import MAX_FORWARD_PAYLOAD, MAX_RECORDS_PER_REPLY
 from dht.testnet import testnet
 from dht.transport import Address, DatagramTransport, Receiver, UDPNetwork
 from storage.errors import DecodeError, InvalidArgumentError
@@ -44,6 +44,20 @@ async def test_announce_lookup_unannounce() -> None:
             left = {r.public_key for r in await collect(client, TOPIC)}
             assert left == {peers[1].public_key, peers[2].public_key}
             assert await collect(client, hash32(b"nobody here")) == []
+
+
+async def test_a_lookup_finds_every_peer_of_a_topic_bigger_than_a_reply() -> None:
+    # 3 nodes each hold 35 records; a reply carries a sample of 10, so three samples
+    # cannot cover the topic: the lookup reads one node's records page by page
+    count = 3 * MAX_RECORDS_PER_REPLY + 5
+    async with testnet(size=3, max_records_per_ip=count, **FAST) as net:
+        peers = [KeyPair.generate() for _ in range(count)]
+        await asyncio.gather(*(net.nodes[1].announce(TOPIC, kp) for kp in peers))
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as client:
+            trace = LookupTrace()
+            found = [r.public_key async for r in client.lookup(TOPIC, trace)]
+            assert sorted(found) == sorted(kp.public_key for kp in peers)
+            assert trace.requests <= 3 + 4  # the walk's 3, and 4 pages of 10, 10, 10, 5
 
 
 async def test_a_lookup_trace_counts_hops_and_requests() -> None:

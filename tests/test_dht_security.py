@@ -13,7 +13,14 @@ import pytest
 from dht import DHTNode
 from dht.messages import Command, ErrorCode, Request, Response, decode, encode
 from dht.node_id import hash32, node_id
-from dht.records import PeerRecord, Removal, encode_forwarded, encode_lookup_reply
+from dht.records import (
+    PeerRecord,
+    Removal,
+    decode_lookup_reply,
+    encode_forwarded,
+    encode_lookup_reply,
+)
+from dht.request_server import MAX_RECORDS_PER_REPLY
 from dht.testnet import testnet
 from dht.transport import Address, DatagramTransport, UDPNetwork
 from storage.errors import InvalidArgumentError
@@ -216,6 +223,39 @@ async def test_lookup_drops_forged_records_from_a_malicious_node() -> None:
     finally:
         server.cancel()
         evil.close()
+
+
+async def test_a_lookup_page_holds_the_records_after_a_key_in_key_order() -> None:
+    async with testnet(size=2, **FAST) as net:
+        node = net.nodes[1]
+        raw = await RawPeer().open()
+        try:
+            keys = []
+            for i in range(MAX_RECORDS_PER_REPLY + 4):
+                record = PeerRecord.sign(TOPIC, KeyPair.generate(), [], now_ms())
+                assert await announce_raw(raw, node.address, TOPIC, record.encode(), 10 + i) == 0
+                keys.append(record.public_key)
+            keys.sort()
+            token = await token_for(raw, node.address)
+
+            async def page(after: bytes | None, tid: int) -> tuple[int, list[bytes]]:
+                req = Request(tid, Command.LOOKUP, token=token, target=TOPIC, value=after)
+                resp = await raw.request(node.address, req)
+                records = decode_lookup_reply(resp.value or b"\x90", MAX_RECORDS_PER_REPLY)
+                return resp.error, [r.public_key for r in records]
+
+            assert await page(b"", 40) == (ErrorCode.OK, keys[:MAX_RECORDS_PER_REPLY])
+            assert await page(keys[MAX_RECORDS_PER_REPLY - 1], 41) == (
+                ErrorCode.OK,
+                keys[MAX_RECORDS_PER_REPLY:],
+            )
+            assert await page(keys[-1], 42) == (ErrorCode.OK, [])
+            error, sample = await page(None, 43)  # no cursor: a random sample, as before
+            assert error == ErrorCode.OK and len(sample) == MAX_RECORDS_PER_REPLY
+            assert set(sample) <= set(keys)
+            assert (await page(bytes(33), 44))[0] == ErrorCode.BAD_REQUEST
+        finally:
+            raw.close()
 
 
 async def test_storage_per_ip_is_capped() -> None:
