@@ -11,6 +11,11 @@ and its ``ip:port`` where many nodes legitimately share one address (loopback,
 private, link-local), which the routing table exempts from its per-IP limits alike.
 Counted by IP there, all the peers of a 127.0.0.1 testnet would share one quota:
 the 33rd to announce a topic would push the first out.
+
+A key's own topic, ``hash32(public_key)``, is where a server announces itself to be
+reachable by its key alone (``Swarm.listen``). Anyone may announce there too, so the
+owner's record is kept apart from the topic's cap, and listed first: records of other
+keys cannot push it out, or out of a reply, and a connect by key finds it at once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from dht.messages import ErrorCode
+from dht.node_id import hash32
 from dht.records import MutableValue, PeerRecord
 from dht.routing_table import ip_limited
 from dht.transport import Address
@@ -89,6 +95,10 @@ class BoundedIndex(Generic[K, V]):
                 del self._groups[name][member]
         return entry.value
 
+    def holds(self, name: str, member: Hashable) -> bool:
+        """Whether a group has entries (live or not yet expired away)."""
+        return member in self._groups[name]
+
     def group(self, name: str, member: Hashable, now: float) -> Iterator[V]:
         """Live values of a group, oldest first."""
         for key in self._groups[name].get(member, ()):
@@ -136,7 +146,7 @@ class RecordStore:
         self.record_ttl = record_ttl
         self.value_ttl = value_ttl
         self._announcements: BoundedIndex[tuple[bytes, bytes], Announcement] = BoundedIndex(
-            max_records, {"topic": max_per_topic, "sender": max_per_ip, "key": None}
+            max_records, {"topic": max_per_topic, "owner": None, "sender": max_per_ip, "key": None}
         )
         self._values: BoundedIndex[bytes, bytes | MutableValue] = BoundedIndex(
             max_values, {"sender": max_per_ip}
@@ -166,13 +176,19 @@ class RecordStore:
         ):
             return ErrorCode.STALE
         entry = Announcement(topic, public_key, timestamp, record, source)
-        groups = {"topic": topic, "sender": sender(source), "key": public_key}
+        place = "owner" if hash32(public_key) == topic else "topic"
+        groups = {place: topic, "sender": sender(source), "key": public_key}
         self._announcements.put(key, entry, groups, now + self.record_ttl)
         return ErrorCode.OK
 
     def lookup(self, topic: bytes, now: float) -> list[PeerRecord]:
-        found = self._announcements.group("topic", topic, now)
-        return [a.record for a in found if a.record is not None]
+        """The live records of ``topic``, its owner's first (see the module's docstring)."""
+        index = self._announcements
+        found = [a.record for a in index.group("topic", topic, now) if a.record is not None]
+        if index.holds("owner", topic):
+            owner = [a.record for a in index.group("owner", topic, now) if a.record is not None]
+            found = owner + found
+        return found
 
     def source_of(self, public_key: bytes, now: float) -> Address | None:
         """The address the newest live announcement by ``public_key`` came from."""

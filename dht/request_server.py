@@ -187,7 +187,9 @@ class RequestServer:
                 found = sorted((r for r in found if r.public_key > after), key=_BY_KEY)
                 found = found[:MAX_RECORDS_PER_REPLY]
             elif len(found) > MAX_RECORDS_PER_REPLY:
-                found = self._rng.sample(found, MAX_RECORDS_PER_REPLY)
+                # a sample, but the owner of a key's own topic stays in (it comes first)
+                keep = 1 if hash32(found[0].public_key) == target else 0
+                found = found[:keep] + self._rng.sample(found[keep:], MAX_RECORDS_PER_REPLY - keep)
             return ErrorCode.OK, nodes, rec.encode_lookup_reply(found) if found else None
         if cmd == Command.IMMUTABLE_GET:
             return ErrorCode.OK, nodes, self.records.get_immutable(target, now)

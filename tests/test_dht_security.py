@@ -258,6 +258,35 @@ async def test_a_lookup_page_holds_the_records_after_a_key_in_key_order() -> Non
             raw.close()
 
 
+async def test_other_keys_cannot_push_a_servers_record_out_of_its_own_topic() -> None:
+    # Swarm.listen announces under hash32(public_key); anyone may announce there too
+    async with testnet(size=2, max_records_per_topic=12, **FAST) as net:
+        node = net.nodes[1]
+        owner = KeyPair.generate()
+        own_topic = hash32(owner.public_key)
+        raw = await RawPeer().open()
+        try:
+            mine = PeerRecord.sign(own_topic, owner, [("127.0.0.1", 9)], now_ms())
+            assert await announce_raw(raw, node.address, own_topic, mine.encode(), 1) == 0
+            for i in range(20):  # a flood of other keys: over the topic's cap, and a reply's
+                other = PeerRecord.sign(own_topic, KeyPair.generate(), [], now_ms())
+                assert await announce_raw(raw, node.address, own_topic, other.encode(), 2 + i) == 0
+            held = node.records.lookup(own_topic, asyncio.get_running_loop().time())
+            assert held[0] == mine and len(held) == 1 + 12
+            token = await token_for(raw, node.address)
+            for tid in range(50, 55):  # every sample carries it, first
+                req = Request(tid, Command.LOOKUP, token=token, target=own_topic)
+                value = (await raw.request(node.address, req)).value
+                assert value is not None
+                sample = decode_lookup_reply(value, MAX_RECORDS_PER_REPLY)
+                assert len(sample) == MAX_RECORDS_PER_REPLY and sample[0] == mine
+        finally:
+            raw.close()
+        async with DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", **FAST) as client:
+            found = await client.find_peer(own_topic, owner.public_key)
+            assert found is not None and found[0] == mine
+
+
 async def test_storage_per_ip_is_capped() -> None:
     async with testnet(size=2, max_records_per_ip=5, **FAST) as net:
         node = net.nodes[1]

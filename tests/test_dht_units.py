@@ -12,7 +12,7 @@ from dht import wire
 from dht.messages import ErrorCode
 from dht.nat_sampler import NatSampler
 from dht.nat_type import NatType, classify
-from dht.node_id import bucket_index, distance, node_id, random_id_in_bucket
+from dht.node_id import bucket_index, distance, hash32, node_id, random_id_in_bucket
 from dht.query import QueryState
 from dht.rate_limit import TokenBucket
 from dht.record_store import RecordStore
@@ -175,6 +175,26 @@ def test_record_store_counts_a_global_ip_once_and_a_shared_local_address_per_por
     assert stored("127.0.0.1", range(1, 5)) == 2 + 4  # loopback: each port its own quota
     assert stored("127.0.0.1", [1, 1]) == 6 + 2 - 1  # one port over its quota: oldest out
     assert stored("10.1.2.3", [7, 8]) == 9
+
+
+def test_record_store_keeps_a_keys_own_record_apart_from_its_topics_cap() -> None:
+    owner = KeyPair.generate()
+    topic = hash32(owner.public_key)
+    store = RecordStore(record_ttl=10, value_ttl=10, max_per_topic=2)
+
+    def put(kp: KeyPair, ts: int = 1) -> None:
+        r = PeerRecord.sign(topic, kp, [], ts)
+        assert store.announce(topic, r, kp.public_key, ts, ("10.0.0.1", ts), 0.0) == ErrorCode.OK
+
+    put(owner)
+    others = [KeyPair.generate() for _ in range(5)]
+    for i, kp in enumerate(others):
+        put(kp, 2 + i)
+    keys = [r.public_key for r in store.lookup(topic, 0.0)]
+    assert keys == [owner.public_key] + [kp.public_key for kp in others[-2:]]
+    # a removal by the owner takes it out like any other
+    assert store.announce(topic, None, owner.public_key, 9, ("10.0.0.1", 1), 0.0) == ErrorCode.OK
+    assert [r.public_key for r in store.lookup(topic, 0.0)] == keys[1:]
 
 
 def test_record_store_orders_versions_and_expires() -> None:
