@@ -17,7 +17,7 @@ from dht.query import QueryState
 from dht.rate_limit import TokenBucket
 from dht.record_store import RecordStore
 from dht.records import MutableValue, PeerRecord, decode_lookup_reply, encode_lookup_reply
-from dht.routing_table import RoutingTable
+from dht.routing_table import RECENTLY_SEEN, RoutingTable
 from dht.tokens import MAX_CACHED, Tokens
 from storage.keypair import KeyPair
 
@@ -46,13 +46,16 @@ def test_routing_table_keeps_old_contacts_and_replaces_dead_ones() -> None:
     far = [a for a in (addr(i) for i in range(1, 200)) if bucket_index(own, node_id(a)) == 255]
     assert table.add(node_id(far[0]), far[0], 1.0) is None
     assert table.add(node_id(far[1]), far[1], 2.0) is None
-    head = table.add(node_id(far[2]), far[2], 3.0)
+    # the oldest was heard from lately: presumed alive, nobody pings it for a newcomer
+    assert table.add(node_id(far[2]), far[2], 1.0 + RECENTLY_SEEN - 0.1) is None
+    later = 1.0 + RECENTLY_SEEN
+    head = table.add(node_id(far[2]), far[2], later)
     assert head is not None and head.address == far[0]  # ping the oldest, keep it if alive
     assert node_id(far[2]) not in table and len(table) == 2
     assert table.remove(node_id(far[0]))  # it did not answer: the newcomer takes its slot
     assert node_id(far[2]) in table and len(table) == 2
-    assert table.add(node_id(far[1]), far[1], 4.0) is None  # refresh moves it to the tail
-    assert [c.address for c in table.stale(3.5)] == [far[2]]
+    assert table.add(node_id(far[1]), far[1], later + 1) is None  # refresh: to the tail
+    assert [c.address for c in table.stale(later + 0.5)] == [far[2]]
 
 
 def _far(own: bytes, host: str, count: int) -> list[tuple[str, int]]:
@@ -95,8 +98,9 @@ def test_routing_table_replacements_respect_the_per_ip_limit() -> None:
     (x,), (y,), (a, b) = _far(own, "1.1.1.1", 1), _far(own, "2.2.2.2", 1), _far(own, "3.3.3.3", 2)
     table.add(node_id(x), x, 1.0)
     table.add(node_id(y), y, 2.0)
-    assert table.add(node_id(a), a, 3.0) is not None  # full: both wait as replacements
-    assert table.add(node_id(b), b, 4.0) is not None
+    later = 2.0 + RECENTLY_SEEN
+    assert table.add(node_id(a), a, later) is not None  # full: both wait as replacements
+    assert table.add(node_id(b), b, later + 1) is not None
     assert table.remove(node_id(x))  # the newest replacement takes the slot
     assert node_id(b) in table and table.count_ip("3.3.3.3") == 1
     assert table.remove(node_id(y))  # the other one would be a 2nd 3.3.3.3 in the bucket
