@@ -14,6 +14,7 @@ from dht import DHTNode
 from dht.messages import Command, ErrorCode, Request, Response, decode, encode
 from dht.node_id import hash32, node_id
 from dht.records import (
+    EMPTY_LOOKUP_REPLY,
     PeerRecord,
     Removal,
     decode_lookup_reply,
@@ -241,7 +242,8 @@ async def test_a_lookup_page_holds_the_records_after_a_key_in_key_order() -> Non
             async def page(after: bytes | None, tid: int) -> tuple[int, list[bytes]]:
                 req = Request(tid, Command.LOOKUP, token=token, target=TOPIC, value=after)
                 resp = await raw.request(node.address, req)
-                records = decode_lookup_reply(resp.value or b"\x90", MAX_RECORDS_PER_REPLY)
+                value = resp.value or EMPTY_LOOKUP_REPLY
+                records = decode_lookup_reply(value, MAX_RECORDS_PER_REPLY)
                 return resp.error, [r.public_key for r in records]
 
             assert await page(b"", 40) == (ErrorCode.OK, keys[:MAX_RECORDS_PER_REPLY])
@@ -302,7 +304,7 @@ async def test_storage_per_ip_is_capped() -> None:
 
 
 async def test_each_peer_on_one_loopback_address_has_its_own_storage_quota() -> None:
-    # a 127.0.0.1 testnet: many peers share the address, as hosts do behind a LAN
+    # on a 127.0.0.1 testnet every peer has the same IP: they must not share one quota
     async with testnet(size=2, max_records_per_ip=3, **FAST) as net:
         peers = [DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", **FAST) for _ in range(6)]
         try:
