@@ -20,9 +20,11 @@ keys cannot push it out, or out of a reply, and a connect by key finds it at onc
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Generic, TypeVar
 
 from dht.messages import ErrorCode
@@ -38,6 +40,7 @@ DEFAULT_MAX_PER_TOPIC = 64
 DEFAULT_MAX_PER_IP = 32
 DEFAULT_MAX_RECORDS = 4096
 DEFAULT_MAX_VALUES = 1024
+_BY_KEY = attrgetter("public_key")
 
 
 def sender(source: Address) -> Hashable:
@@ -186,9 +189,27 @@ class RecordStore:
         index = self._announcements
         found = [a.record for a in index.group("topic", topic, now) if a.record is not None]
         if index.holds("owner", topic):
-            owner = [a.record for a in index.group("owner", topic, now) if a.record is not None]
-            found = owner + found
+            found[:0] = self._owner(topic, now)
         return found
+
+    def sample(self, topic: bytes, now: float, count: int, rng: random.Random) -> list[PeerRecord]:
+        """Up to ``count`` live records of ``topic``: its owner's, and a random sample of
+        the others when there are more."""
+        found = self.lookup(topic, now)
+        if len(found) <= count:
+            return found
+        keep = len(self._owner(topic, now))  # first in the list
+        return found[:keep] + rng.sample(found[keep:], count - keep)
+
+    def page(self, topic: bytes, now: float, after: bytes, count: int) -> list[PeerRecord]:
+        """Up to ``count`` live records of ``topic`` whose keys follow ``after``, in key
+        order (``dht.pages``)."""
+        found = (r for r in self.lookup(topic, now) if r.public_key > after)
+        return sorted(found, key=_BY_KEY)[:count]
+
+    def _owner(self, topic: bytes, now: float) -> list[PeerRecord]:
+        found = self._announcements.group("owner", topic, now)
+        return [a.record for a in found if a.record is not None]
 
     def source_of(self, public_key: bytes, now: float) -> Address | None:
         """The address the newest live announcement by ``public_key`` came from."""

@@ -16,7 +16,6 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dht import records as rec
@@ -56,7 +55,6 @@ FORWARD_REPLY_TTL = 15.0
 MAX_FORWARD_REPLIES = 256
 MAX_CONCURRENT_PROBES = 16
 _COMMANDS = frozenset(int(c) for c in Command)
-_BY_KEY = attrgetter("public_key")
 
 
 class RequestServer:
@@ -179,17 +177,13 @@ class RequestServer:
         if target is None:
             return ErrorCode.BAD_REQUEST, [], None
         if cmd == Command.LOOKUP:
-            found = self.records.lookup(target, now)
             after = req.value
-            if after is not None:  # a page (dht.pages): the records after a key, in key order
-                if len(after) > ID_SIZE:
-                    return ErrorCode.BAD_REQUEST, nodes, None
-                found = sorted((r for r in found if r.public_key > after), key=_BY_KEY)
-                found = found[:MAX_RECORDS_PER_REPLY]
-            elif len(found) > MAX_RECORDS_PER_REPLY:
-                # a sample, but the owner of a key's own topic stays in (it comes first)
-                keep = 1 if hash32(found[0].public_key) == target else 0
-                found = found[:keep] + self._rng.sample(found[keep:], MAX_RECORDS_PER_REPLY - keep)
+            if after is None:  # a sample; or a page (dht.pages): the records after a key
+                found = self.records.sample(target, now, MAX_RECORDS_PER_REPLY, self._rng)
+            elif len(after) <= ID_SIZE:
+                found = self.records.page(target, now, after, MAX_RECORDS_PER_REPLY)
+            else:
+                return ErrorCode.BAD_REQUEST, nodes, None
             return ErrorCode.OK, nodes, rec.encode_lookup_reply(found) if found else None
         if cmd == Command.IMMUTABLE_GET:
             return ErrorCode.OK, nodes, self.records.get_immutable(target, now)
