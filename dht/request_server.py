@@ -178,9 +178,9 @@ class RequestServer:
             return ErrorCode.BAD_REQUEST, [], None
         if cmd == Command.LOOKUP:
             after = req.value
-            if after is None:  # a sample; or a page (dht.pages): the records after a key
+            if after is None:
                 found = self.records.sample(target, now, MAX_RECORDS_PER_REPLY, self._rng)
-            elif len(after) <= ID_SIZE:
+            elif len(after) <= ID_SIZE:  # a page (dht.pages): the records after a key
                 found = self.records.page(target, now, after, MAX_RECORDS_PER_REPLY)
             else:
                 return ErrorCode.BAD_REQUEST, nodes, None

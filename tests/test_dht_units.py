@@ -196,6 +196,14 @@ def test_record_store_keeps_a_keys_own_record_apart_from_its_topics_cap() -> Non
         put(kp, 2 + i)
     keys = [r.public_key for r in store.lookup(topic, 0.0)]
     assert keys == [owner.public_key] + [kp.public_key for kp in others[-2:]]
+    # a reply's sample keeps it, first; pages go by key, the owner's among them
+    rng = random.Random(3)
+    for _ in range(5):
+        picked = store.sample(topic, 0.0, 2, rng)
+        assert len(picked) == 2 and picked[0].public_key == owner.public_key
+    ordered = sorted(keys)
+    assert [r.public_key for r in store.page(topic, 0.0, b"", 2)] == ordered[:2]
+    assert [r.public_key for r in store.page(topic, 0.0, ordered[1], 5)] == ordered[2:]
     # a removal by the owner takes it out like any other
     assert store.announce(topic, None, owner.public_key, 9, ("10.0.0.1", 1), 0.0) == ErrorCode.OK
     assert [r.public_key for r in store.lookup(topic, 0.0)] == keys[1:]
