@@ -55,7 +55,7 @@ from dht.node_id import ID_SIZE, canonical_host, distance, hash32, node_id, rand
 from dht.pages import Fetch, Pager
 from dht.query import QueryState
 from dht.record_store import RecordStore
-from dht.records import EMPTY_LOOKUP_REPLY, MutableValue, PeerRecord, Removal
+from dht.records import MutableValue, PeerRecord, Removal
 from dht.request_server import (
     MAX_FORWARD_PAYLOAD,
     MAX_RECORDS_PER_REPLY,
@@ -991,9 +991,12 @@ class DHTNode(RequestServer, AsyncResource):
                 records: list[PeerRecord] | None = None
                 # an error, or a bad page, ends the reading like a failed request
                 if resp is not None and resp.error == ErrorCode.OK:
-                    with contextlib.suppress(PeerswarmError):
-                        value = resp.value or EMPTY_LOOKUP_REPLY
-                        records = rec.decode_lookup_reply(value, MAX_RECORDS_PER_REPLY)
+                    records = []  # a node with no records after the key sends no value
+                    if resp.value is not None:
+                        try:
+                            records = rec.decode_lookup_reply(resp.value, MAX_RECORDS_PER_REPLY)
+                        except PeerswarmError:
+                            records = None
                 done(records)
 
             return self._call(addr, Command.LOOKUP, on_reply, target=topic, value=after)

@@ -191,10 +191,6 @@ def encode_lookup_reply(records: list[PeerRecord]) -> bytes:
     return header + b"".join(_packed(r) for r in records)
 
 
-EMPTY_LOOKUP_REPLY = b"\x90"
-"""No records (a node with none sends no value at all)."""
-
-
 def lookup_reply_count(data: bytes) -> int:
     """How many records a LOOKUP reply says it holds, from its array header alone
     (0 for anything else: decoding it says what is wrong)."""

@@ -114,7 +114,7 @@ def test_a_lookup_reply_says_how_many_records_it_holds(
     data = records.encode_lookup_reply(recs)
     assert records.lookup_reply_count(data) == len(recs)
     assert records.decode_lookup_reply(data, 20) == recs
-    assert records.lookup_reply_count(records.EMPTY_LOOKUP_REPLY) == 0
+    assert records.lookup_reply_count(records.encode_lookup_reply([])) == 0
 
 
 @given(st.binary(max_size=40))

@@ -14,7 +14,6 @@ from dht import DHTNode
 from dht.messages import Command, ErrorCode, Request, Response, decode, encode
 from dht.node_id import hash32, node_id
 from dht.records import (
-    EMPTY_LOOKUP_REPLY,
     PeerRecord,
     Removal,
     decode_lookup_reply,
@@ -242,7 +241,7 @@ async def test_a_lookup_page_holds_the_records_after_a_key_in_key_order() -> Non
             async def page(after: bytes | None, tid: int) -> tuple[int, list[bytes]]:
                 req = Request(tid, Command.LOOKUP, token=token, target=TOPIC, value=after)
                 resp = await raw.request(node.address, req)
-                value = resp.value or EMPTY_LOOKUP_REPLY
+                value = resp.value or encode_lookup_reply([])
                 records = decode_lookup_reply(value, MAX_RECORDS_PER_REPLY)
                 return resp.error, [r.public_key for r in records]
 
