@@ -1,10 +1,10 @@
 """``python -m bench.paired_worker PARAMS_JSON``: our side of ``python -m bench.paired``.
 
-Builds one network (``kind`` dht or connect, ``size`` nodes), runs ``warmup`` untimed
+Builds one network (``kind`` dht, connect or join, ``size`` nodes), runs ``warmup`` untimed
 trials, prints ``ready``, then answers each stdin line ``N`` with a JSON list of N
 trial times in ms; ``0`` or end of input closes everything. The trials are the ones
 ``python -m bench dht|connect`` times (announce then lookup; lookup result -> open
-connection), on 127.0.0.1 only.
+connection; join -> connection), on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ async def _dht(size: int) -> AsyncIterator[Trial]:
 
 
 @contextlib.asynccontextmanager
-async def _connect(size: int) -> AsyncIterator[Trial]:
+async def _server(size: int) -> AsyncIterator[tuple[list[tuple[str, int]], bytes, bytes]]:
+    """A testnet with a server swarm on a topic: (bootstrap, topic, the server's key)."""
     from dht.testnet import testnet
     from swarm import Swarm
 
@@ -55,11 +56,22 @@ async def _connect(size: int) -> AsyncIterator[Trial]:
         async with Swarm(bootstrap=bootstrap, host=connect.HOST) as server:
             await server.listen()
             await server.join(topic, server=True, client=False).flushed()
-            key = server.public_key
-            yield lambda: connect.connect_trial(bootstrap, topic, key)
+            yield bootstrap, topic, server.public_key
 
 
-NETWORKS = {"dht": _dht, "connect": _connect}
+@contextlib.asynccontextmanager
+async def _connect(size: int) -> AsyncIterator[Trial]:
+    async with _server(size) as (bootstrap, topic, key):
+        yield lambda: connect.connect_trial(bootstrap, topic, key)
+
+
+@contextlib.asynccontextmanager
+async def _join(size: int) -> AsyncIterator[Trial]:
+    async with _server(size) as (bootstrap, topic, _):
+        yield lambda: connect.join_trial(bootstrap, topic)
+
+
+NETWORKS = {"dht": _dht, "connect": _connect, "join": _join}
 
 
 async def serve(p: dict[str, Any]) -> None:

@@ -146,10 +146,11 @@ def test_paired_rounds_are_set_against_each_other() -> None:
         summarize([], [])
 
 
-def test_the_paired_worker_answers_chunks_until_told_to_stop() -> None:
+@pytest.mark.parametrize("kind", ["dht", "connect", "join"])
+def test_the_paired_worker_answers_chunks_until_told_to_stop(kind: str) -> None:
     """Our side of ``python -m bench.paired``: ready after its warm-up, one JSON list of
     times per requested chunk, and a clean exit on 0."""
-    params = json.dumps({"kind": "dht", "size": 3, "warmup": 1})
+    params = json.dumps({"kind": kind, "size": 3, "warmup": 1})
     done = subprocess.run(
         [sys.executable, "-m", "bench.paired_worker", params],
         input="2\n1\n0\n",

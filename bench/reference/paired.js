@@ -8,7 +8,7 @@ const readline = require('readline')
 const createTestnet = require('hyperdht/testnet')
 const { params, assertLoopback, assertLocalNode } = require('./common')
 const { trial } = require('./dht')
-const { server, connectTrial } = require('./connect')
+const { server, connectTrial, joinTrial } = require('./connect')
 
 async function setup(p, testnet) {
   if (p.kind === 'dht') {
@@ -21,7 +21,8 @@ async function setup(p, testnet) {
   const topic = crypto.randomBytes(32)
   const srv = await server(testnet, topic)
   const key = srv.keyPair.publicKey
-  return { run: () => connectTrial(testnet, topic, key), close: () => srv.destroy() }
+  const run = p.kind === 'join' ? () => joinTrial(testnet, topic) : () => connectTrial(testnet, topic, key)
+  return { run, close: () => srv.destroy() }
 }
 
 async function serve() {

@@ -95,7 +95,8 @@ async def _connect_key_trial(bootstrap: list[tuple[str, int]], key: bytes) -> fl
         return (now() - start) * 1000
 
 
-async def _join_trial(bootstrap: list[tuple[str, int]], topic: bytes) -> float:
+async def join_trial(bootstrap: list[tuple[str, int]], topic: bytes) -> float:
+    """From ``join`` (a fresh client swarm, bootstrapped) to its first connection."""
     async with _client(bootstrap) as client:
         start = now()
         async with asyncio.timeout(TIMEOUT):
@@ -151,7 +152,7 @@ async def _network(size: int, p: dict[str, Any], first: bool, m: dict[str, float
             by_key = await trials(p, lambda: _connect_key_trial(bootstrap, key))
             m[f"connect_key_p50_ms@{size}"] = percentile(by_key, 50)
             m[f"connect_key_p95_ms@{size}"] = percentile(by_key, 95)
-            join = await trials(p, lambda: _join_trial(bootstrap, topic))
+            join = await trials(p, lambda: join_trial(bootstrap, topic))
             m[f"join_p50_ms@{size}"] = percentile(join, 50)
             m[f"join_p95_ms@{size}"] = percentile(join, 95)
             if first:
