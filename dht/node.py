@@ -22,7 +22,7 @@ import os
 import random
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -243,6 +243,8 @@ class DHTNode(RequestServer, AsyncResource):
         """Set whenever we claim an id (tests await it)."""
         self._nat_type = NatType.UNKNOWN
         self._handlers: list[DatagramHandler | None] = [None] * 256
+        self._deferred: deque[tuple[bytes, Address]] | None = None
+        """The rest of a burst of datagrams, held while waiting tasks run (:meth:`_hand_over`)."""
         self._probes: dict[bytes, tuple[asyncio.Future[Address], set[Address]]] = {}
         self._pinging: set[bytes] = set()
         self._announced: dict[tuple[bytes, bytes], asyncio.Task[None]] = {}
@@ -558,7 +560,34 @@ class DHTNode(RequestServer, AsyncResource):
             raise ClosedError("the DHT node is closed")
         self._transport.sendto(data, addr)
 
+    def _hand_over(self) -> None:
+        """Let the tasks just woken run before the rest of this burst of datagrams.
+
+        The transport reads a burst at once, and a task woken by one datagram (a
+        lookup's consumer given a record) would otherwise run only once the whole
+        burst is handled: on a 10-node lookup, all ten replies and the sends they
+        start. The rest waits in :attr:`_deferred`, in order, one call_soon away: the
+        woken tasks were scheduled first.
+        """
+        if self._deferred is None:
+            self._deferred = deque()
+            asyncio.get_running_loop().call_soon(self._handle_deferred)
+
+    def _handle_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        while deferred:
+            if self._deferred is not None:  # handed over again: the rest waits once more
+                self._deferred.extend(deferred)
+                return
+            self._dispatch(*deferred.popleft())
+
     def _on_datagram(self, data: bytes, addr: Address) -> None:
+        if self._deferred is not None:
+            self._deferred.append((data, addr))
+        else:
+            self._dispatch(data, addr)
+
+    def _dispatch(self, data: bytes, addr: Address) -> None:
         if not data or self._closed:
             return
         first = data[0]
@@ -928,7 +957,10 @@ class DHTNode(RequestServer, AsyncResource):
             seen.add(record.public_key)
             if trace is not None:
                 trace.hops[record.public_key] = hop
-            queue.put_nowait((record, holder))
+            waiting = queue.empty()  # the consumer waits (or is busy: then this costs little)
+            queue.put_nowait((record, holder))  # wakes it, so after this...
+            if waiting:
+                self._hand_over()  # ...it runs before the rest of the replies
 
         values: set[bytes] = set()
         walked = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from dht import DHTNode, NatType
 from dht.node_id import node_id
 from dht.testnet import testnet
 from dht.transport import Address, DatagramTransport, Receiver, UDPNetwork
+from storage import KeyPair
 from storage.errors import ClosedError, InvalidArgumentError
 
 FAST: dict[str, Any] = {"request_timeout": 0.2}
@@ -214,6 +216,71 @@ async def test_datagram_handlers_share_the_socket() -> None:
         assert got.empty()
         a.remove_datagram_handler(0x40, 0xFF)
         a.add_datagram_handler(0x40, 0x7F, lambda d, addr: None)
+
+
+class Held:
+    """A Network whose inbound datagrams can be held, then handed in as one burst (as a
+    transport hands in what one read of its socket found)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[bytes, Address]] | None = None
+        self.enough = asyncio.Event()
+        self._wanted = 0
+        self._receiver: Receiver | None = None
+
+    async def open(self, host: str, port: int, receiver: Receiver) -> DatagramTransport:
+        self._receiver = receiver
+
+        def receive(data: bytes, addr: Address) -> None:
+            if self.held is None:
+                receiver(data, addr)
+                return
+            self.held.append((data, addr))
+            if len(self.held) >= self._wanted:
+                self.enough.set()
+
+        return await UDPNetwork().open(host, port, receive)
+
+    def hold(self, count: int) -> None:
+        """Hold what comes in from now on; :attr:`enough` is set at ``count`` datagrams."""
+        self.held, self._wanted = [], count
+        self.enough.clear()
+
+    def release(self, *extra: tuple[bytes, Address]) -> None:
+        """Hand in what was held, then ``extra``, in one go."""
+        held, self.held = [*(self.held or ()), *extra], None
+        assert self._receiver is not None
+        for data, addr in held:
+            self._receiver(data, addr)
+
+
+async def test_a_lookup_hands_its_first_record_over_before_the_rest_of_a_burst() -> None:
+    """The consumer gets a record before the node handles the datagrams that came in the
+    same burst after it (the other replies, anyone's packets): a swarm dials at once."""
+    held = Held()
+    async with (
+        testnet(size=3, **FAST) as net,
+        DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as announcer,
+        DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True, network=held) as looker,
+    ):
+        topic, key_pair = os.urandom(32), KeyPair.generate()
+        await announcer.announce(topic, key_pair)
+        await looker.ready()
+        handled: list[bytes] = []
+        looker.add_datagram_handler(0x20, 0x20, lambda data, addr: handled.append(data))
+
+        async def release_the_replies() -> None:
+            await asyncio.wait_for(held.enough.wait(), 5)
+            held.release((b"\x20after the replies", net.nodes[0].address))
+
+        held.hold(len(net.nodes))  # one reply from each node
+        releasing = asyncio.ensure_future(release_the_replies())
+        found = []
+        async for record in looker.lookup(topic):
+            found.append((record.public_key, list(handled)))
+        await releasing
+        assert found == [(key_pair.public_key, [])]
+        assert handled == [b"\x20after the replies"]  # then handled, in its turn
 
 
 async def test_restart_rejoins_through_saved_nodes_when_bootstrap_is_gone(tmp_path: Path) -> None:
