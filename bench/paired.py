@@ -1,4 +1,4 @@
-"""``python -m bench.paired dht|connect|join``: both sides warm, taking turns chunk by chunk.
+"""``python -m bench.paired dht|connect|key|join``: both sides warm, taking turns.
 
 ``python -m bench`` runs each side's trials in a process of its own, one run after
 the other. On a host whose speed drifts (this one's swings 1.5x from one minute to
@@ -9,8 +9,9 @@ the order swapped every round. Each of our chunks is set against the reference's
 chunk of the same round, measured seconds apart.
 
 The trials are the target ones, as in the suites, on 127.0.0.1 only: lookup to
-completion (dht), lookup result -> open connection (connect) and join -> connection
-(join: a fresh client swarm joins the topic and takes its first connection).
+completion (dht), lookup result -> open connection (connect), connect by key (key:
+its own lookup included) and join -> connection (join: a fresh client swarm joins the
+topic and takes its first connection).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from bench.stats import median
 from bench.suites import CONNECT_WARMUP, LOOKUP_WARMUP
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = {"dht": [10, 50, 100], "connect": [10, 50], "join": [10, 50]}
-WARMUP = {"dht": LOOKUP_WARMUP, "connect": CONNECT_WARMUP, "join": CONNECT_WARMUP}
+SIZES = {"dht": [10, 50, 100], "connect": [10, 50], "key": [10, 50], "join": [10, 50]}
+WARMUP = {"dht": LOOKUP_WARMUP} | dict.fromkeys(("connect", "key", "join"), CONNECT_WARMUP)
 TRIAL = {
     "dht": "lookup to completion",
     "connect": "lookup result -> open conn",
+    "key": "connect by key",
     "join": "join -> connection",
 }
 

@@ -1,10 +1,10 @@
 """``python -m bench.paired_worker PARAMS_JSON``: our side of ``python -m bench.paired``.
 
-Builds one network (``kind`` dht, connect or join, ``size`` nodes), runs ``warmup`` untimed
+Builds one network (``kind`` dht, connect, key or join, ``size`` nodes), runs ``warmup`` untimed
 trials, prints ``ready``, then answers each stdin line ``N`` with a JSON list of N
 trial times in ms; ``0`` or end of input closes everything. The trials are the ones
 ``python -m bench dht|connect`` times (announce then lookup; lookup result -> open
-connection; join -> connection), on 127.0.0.1 only.
+connection; connect by key; join -> connection), on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -66,12 +66,18 @@ async def _connect(size: int) -> AsyncIterator[Trial]:
 
 
 @contextlib.asynccontextmanager
+async def _key(size: int) -> AsyncIterator[Trial]:
+    async with _server(size) as (bootstrap, _, key):
+        yield lambda: connect.connect_key_trial(bootstrap, key)
+
+
+@contextlib.asynccontextmanager
 async def _join(size: int) -> AsyncIterator[Trial]:
     async with _server(size) as (bootstrap, topic, _):
         yield lambda: connect.join_trial(bootstrap, topic)
 
 
-NETWORKS = {"dht": _dht, "connect": _connect, "join": _join}
+NETWORKS = {"dht": _dht, "connect": _connect, "key": _key, "join": _join}
 
 
 async def serve(p: dict[str, Any]) -> None:

@@ -146,7 +146,7 @@ def test_paired_rounds_are_set_against_each_other() -> None:
         summarize([], [])
 
 
-@pytest.mark.parametrize("kind", ["dht", "connect", "join"])
+@pytest.mark.parametrize("kind", ["dht", "connect", "key", "join"])
 def test_the_paired_worker_answers_chunks_until_told_to_stop(kind: str) -> None:
     """Our side of ``python -m bench.paired``: ready after its warm-up, one JSON list of
     times per requested chunk, and a clean exit on 0."""

@@ -136,4 +136,4 @@ if (require.main === module) main(async (p) => {
   return { metrics: m, info: { hyperswarm: require('hyperswarm/package.json').version } }
 })
 
-module.exports = { server, connectTrial, joinTrial }
+module.exports = { server, connectTrial, connectKeyTrial, joinTrial }

@@ -8,7 +8,7 @@ const readline = require('readline')
 const createTestnet = require('hyperdht/testnet')
 const { params, assertLoopback, assertLocalNode } = require('./common')
 const { trial } = require('./dht')
-const { server, connectTrial, joinTrial } = require('./connect')
+const { server, connectTrial, connectKeyTrial, joinTrial } = require('./connect')
 
 async function setup(p, testnet) {
   if (p.kind === 'dht') {
@@ -21,7 +21,12 @@ async function setup(p, testnet) {
   const topic = crypto.randomBytes(32)
   const srv = await server(testnet, topic)
   const key = srv.keyPair.publicKey
-  const run = p.kind === 'join' ? () => joinTrial(testnet, topic) : () => connectTrial(testnet, topic, key)
+  const trials = {
+    connect: () => connectTrial(testnet, topic, key),
+    key: () => connectKeyTrial(testnet, key),
+    join: () => joinTrial(testnet, topic)
+  }
+  const run = trials[p.kind]
   return { run, close: () => srv.destroy() }
 }
 

@@ -86,7 +86,7 @@ async def connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: byt
         return (now() - start) * 1000
 
 
-async def _connect_key_trial(bootstrap: list[tuple[str, int]], key: bytes) -> float:
+async def connect_key_trial(bootstrap: list[tuple[str, int]], key: bytes) -> float:
     """``Swarm.connect(public_key)``: by key alone, its own lookup included."""
     async with _client(bootstrap) as client:
         start = now()
@@ -149,7 +149,7 @@ async def _network(size: int, p: dict[str, Any], first: bool, m: dict[str, float
             connect = await trials(p, lambda: connect_trial(bootstrap, topic, key))
             m[f"connect_p50_ms@{size}"] = percentile(connect, 50)
             m[f"connect_p95_ms@{size}"] = percentile(connect, 95)
-            by_key = await trials(p, lambda: _connect_key_trial(bootstrap, key))
+            by_key = await trials(p, lambda: connect_key_trial(bootstrap, key))
             m[f"connect_key_p50_ms@{size}"] = percentile(by_key, 50)
             m[f"connect_key_p95_ms@{size}"] = percentile(by_key, 95)
             join = await trials(p, lambda: join_trial(bootstrap, topic))
