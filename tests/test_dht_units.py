@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dht import wire
 from dht.messages import ErrorCode
@@ -116,9 +118,34 @@ def test_routing_table_closest_is_sorted_by_xor_distance() -> None:
     closest = table.closest(target, 5)
     everything = sorted(table, key=lambda c: distance(c.id, target))
     assert [c.id for c in closest] == [c.id for c in everything[:5]]
+    assert len(table) > 4 * 5  # big enough to be walked bucket by bucket
     rebased = table.rebased(node_id(addr(999)), 1.0)
     assert len(rebased) > 0 and rebased.id == node_id(addr(999))
     assert table.add(own, addr(0), 1.0) is None and own not in table  # never ourselves
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    spread=st.integers(0, 200),
+    near=st.integers(0, 120),
+    count=st.integers(1, 45),
+)
+def test_routing_table_closest_is_a_full_sort_at_any_size(
+    seed: int, spread: int, near: int, count: int
+) -> None:
+    """Small tables are sorted whole, big ones walked bucket by bucket: either way the
+    answer is the first ``count`` of every contact sorted by distance."""
+    rng = random.Random(seed)
+    own = rng.randbytes(32)
+    table = RoutingTable(own, k=20)
+    ids = [rng.randbytes(32) for _ in range(spread)]  # mostly the top buckets
+    ids += [random_id_in_bucket(own, rng.randrange(256), rng) for _ in range(near)]
+    for i, contact_id in enumerate(ids):
+        table.add(contact_id, addr(i), 0.0)
+    for target in (own, rng.randbytes(32), *rng.sample(ids, min(2, len(ids)))):
+        everything = sorted(table, key=lambda c: distance(c.id, target))
+        assert [c.id for c in table.closest(target, count)] == [c.id for c in everything[:count]]
 
 
 def test_query_state_walks_closest_first_and_finishes() -> None:
