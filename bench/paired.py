@@ -8,10 +8,10 @@ and the two take turns: a chunk of trials on one side, then the same on the othe
 the order swapped every round. Each of our chunks is set against the reference's
 chunk of the same round, measured seconds apart.
 
-The trials are the target ones, as in the suites, on 127.0.0.1 only: lookup to
-completion (dht), lookup result -> open connection (connect), connect by key (key:
-its own lookup included) and join -> connection (join: a fresh client swarm joins the
-topic and takes its first connection).
+The trials are the suites' ones, on 127.0.0.1 only: lookup to completion (dht), lookup
+result -> open connection (connect), connect by key (key: its own lookup included)
+and join -> connection (join: a fresh client swarm joins the topic and takes its
+first connection).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``python -m bench.paired_worker PARAMS_JSON``: our side of ``python -m bench.paired``.
 
-Builds one network (``kind`` dht, connect, key or join, ``size`` nodes), runs ``warmup`` untimed
-trials, prints ``ready``, then answers each stdin line ``N`` with a JSON list of N
-trial times in ms; ``0`` or end of input closes everything. The trials are the ones
-``python -m bench dht|connect`` times (announce then lookup; lookup result -> open
-connection; connect by key; join -> connection), on 127.0.0.1 only.
+Builds one network (``kind`` dht, connect, key or join, ``size`` nodes), runs
+``warmup`` untimed trials, prints ``ready``, then answers each stdin line ``N`` with a
+JSON list of N trial times in ms; ``0`` or end of input closes everything. The trials
+are the ones ``python -m bench dht|connect`` times (announce then lookup; lookup
+result -> open connection; connect by key; join -> connection), on 127.0.0.1 only.
 """
 
 from __future__ import annotations
