@@ -89,6 +89,7 @@ class RoutingTable:
         max_per_ip_per_bucket: int = DEFAULT_MAX_PER_IP_PER_BUCKET,
     ) -> None:
         self.id = own_id
+        self._number = int.from_bytes(own_id, "big")
         self.k = k
         self.max_per_ip = max_per_ip
         self.max_per_ip_per_bucket = max_per_ip_per_bucket
@@ -206,15 +207,18 @@ class RoutingTable:
         answer (a querier sorts what it gets anyway, and every request served asks)."""
         count = self.k if count is None else count
         t = int.from_bytes(target, "big")
+
+        def near(c: Contact) -> int:
+            return c.number ^ t
+
         # Every request served asks: sorting a small table beats walking its buckets.
         if len(self._all) <= 4 * count:
             if not ordered and len(self._all) < count:
                 return list(self._all)
-            return sorted(self._all, key=lambda c: c.number ^ t)[:count]
+            return sorted(self._all, key=near)[:count]
         picked: list[Contact] = []
         for index in self._bucket_order(t):
-            bucket = self._buckets[index].contacts.values()
-            picked += sorted(bucket, key=lambda c: c.number ^ t)
+            picked += sorted(self._buckets[index].contacts.values(), key=near)
             if len(picked) >= count:
                 break
         return picked[:count]
@@ -229,7 +233,7 @@ class RoutingTable:
         table (a large network's: up to k per level of the keyspace) then sorts one or
         two buckets per request, not every contact: at 180 contacts, half the time.
         """
-        mask = int.from_bytes(self.id, "big") ^ target
+        mask = self._number ^ target
         return sorted(
             (i for i, b in self._buckets.items() if b.contacts),
             key=lambda i: ((mask >> i) ^ 1) << i,
