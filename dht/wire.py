@@ -18,10 +18,14 @@ from storage.errors import DecodeError
 
 MAX_HOST_LENGTH = 64
 MAX_ARRAY = 64
+_packer = msgpack.Packer(use_bin_type=True)
+"""One for all: ``msgpack.packb`` builds a Packer, with a 1 MiB buffer, per call; on
+loopback that was 7% of a 10-node lookup's CPU. Packing runs under the GIL without
+calling back into Python, and a failed pack empties the buffer."""
 
 
 def pack(obj: Any) -> bytes:
-    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    data: bytes = _packer.pack(obj)
     return data
 
 

@@ -39,14 +39,13 @@ class Header:
 
 
 def encode_header(header: Header) -> bytes:
-    data: bytes = msgpack.packb(
+    data: bytes = _packer.pack(
         {
             "protocol": header.protocol,
             "version": header.version,
             "max_keys": header.max_keys,
             "metadata": header.metadata,
-        },
-        use_bin_type=True,
+        }
     )
     return data
 
