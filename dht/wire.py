@@ -21,7 +21,9 @@ MAX_ARRAY = 64
 _packer = msgpack.Packer(use_bin_type=True)
 """One for all: ``msgpack.packb`` builds a Packer, with a 1 MiB buffer, per call; on
 loopback that was 7% of a 10-node lookup's CPU. Packing runs under the GIL without
-calling back into Python, and a failed pack empties the buffer."""
+calling back into Python, and a failed pack empties the buffer. The buffer keeps the
+size of the largest object packed: DHT messages and records are under a datagram
+(the Bee's values, of any size, keep ``packb``)."""
 
 
 def pack(obj: Any) -> bytes:

@@ -39,13 +39,14 @@ class Header:
 
 
 def encode_header(header: Header) -> bytes:
-    data: bytes = _packer.pack(
+    data: bytes = msgpack.packb(
         {
             "protocol": header.protocol,
             "version": header.version,
             "max_keys": header.max_keys,
             "metadata": header.metadata,
-        }
+        },
+        use_bin_type=True,
     )
     return data
 

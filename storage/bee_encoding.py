@@ -16,8 +16,6 @@ import msgpack
 
 from storage.errors import DecodeError, EncodingError
 
-_packer = msgpack.Packer(use_bin_type=True)  # one for all: packb builds a Packer per call
-
 
 @runtime_checkable
 class Codec(Protocol):
@@ -86,7 +84,7 @@ class MsgpackCodec:
 
     def encode(self, obj: Any) -> bytes:
         try:
-            data: bytes = _packer.pack(obj)
+            data: bytes = msgpack.packb(obj, use_bin_type=True)
         except (TypeError, ValueError, OverflowError, RecursionError) as e:
             raise EncodingError(f"not encodable as msgpack: {e}") from e
         return data
