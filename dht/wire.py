@@ -15,15 +15,11 @@ import msgpack
 
 from dht.transport import Address
 from storage.errors import DecodeError
+from storage.packer import Packer
 
 MAX_HOST_LENGTH = 64
 MAX_ARRAY = 64
-_packer = msgpack.Packer(use_bin_type=True)
-"""One for all: ``msgpack.packb`` builds a Packer, with a 1 MiB buffer, per call; on
-loopback that was 7% of a 10-node lookup's CPU. Packing runs under the GIL without
-calling back into Python, and a failed pack empties the buffer. The buffer keeps the
-size of the largest object packed: DHT messages and records are under a datagram
-(the Bee's values, of any size, keep ``packb``)."""
+_packer = Packer()  # not packb: a Packer per call costs more than the packing
 
 
 def pack(obj: Any) -> bytes:

@@ -21,11 +21,12 @@ import msgpack
 
 from storage.bee_node import OFFSET_BITS, OFFSET_MASK, Ref
 from storage.errors import DecodeError, NotABeeError
+from storage.packer import Packer
 
 PROTOCOL = "peerswarm/bee"
 VERSION = 1
 WRITE_TAG = 1
-_packer = msgpack.Packer(use_bin_type=True)  # one for all: packb builds a Packer per call
+_packer = Packer()
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,14 @@ class Header:
 
 
 def encode_header(header: Header) -> bytes:
-    data: bytes = msgpack.packb(
+    return _packer.pack(
         {
             "protocol": header.protocol,
             "version": header.version,
             "max_keys": header.max_keys,
             "metadata": header.metadata,
-        },
-        use_bin_type=True,
+        }
     )
-    return data
 
 
 def decode_header(data: bytes) -> Header:
@@ -87,8 +86,7 @@ class Block(NamedTuple):
 
 def encode_block(seq: int, entries: list[Any], nodes: list[bytes], root: Ref | None) -> bytes:
     """Encode a write block that will be block ``seq`` of the core."""
-    data: bytes = _packer.pack([WRITE_TAG, entries, nodes, root])
-    return data
+    return _packer.pack([WRITE_TAG, entries, nodes, root])
 
 
 def decode_block(data: bytes, seq: int) -> Block:

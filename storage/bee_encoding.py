@@ -15,6 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 import msgpack
 
 from storage.errors import DecodeError, EncodingError
+from storage.packer import Packer
+
+_packer = Packer()
 
 
 @runtime_checkable
@@ -84,7 +87,7 @@ class MsgpackCodec:
 
     def encode(self, obj: Any) -> bytes:
         try:
-            data: bytes = msgpack.packb(obj, use_bin_type=True)
+            data = _packer.pack(obj)
         except (TypeError, ValueError, OverflowError, RecursionError) as e:
             raise EncodingError(f"not encodable as msgpack: {e}") from e
         return data

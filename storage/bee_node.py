@@ -30,6 +30,7 @@ from typing import Any, Union, cast
 import msgpack
 
 from storage.errors import DecodeError
+from storage.packer import Packer
 
 Ref = int
 """``seq << 32 | offset``: a block of the core and a position inside it."""
@@ -199,7 +200,7 @@ def _from_raw(data: bytes) -> array[int]:
 _U64 = struct.Struct("<Q")
 _ARRAY5 = b"\x95"  # msgpack: an array of 5 items follows
 _EMPTY_BIN = b"\xc4\x00"  # msgpack: b"" (a leaf's children)
-_packer = msgpack.Packer(use_bin_type=True)
+_packer = Packer()
 
 
 def _shared_prefix(first: bytes, last: bytes) -> int:
