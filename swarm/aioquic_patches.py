@@ -4,8 +4,9 @@ A connect on loopback is all CPU, and a few small aioquic helpers run dozens of
 times per handshake:
 
 * ``tls.push_block`` / ``tls.pull_block`` (a TLS length-prefixed block, about 60 per
-  connect) are ``contextlib`` generators; entering and leaving one costs twice what a
-  plain class with ``__enter__``/``__exit__`` does.
+  connect), ``tls.push_extension`` (a block after its type) and ``tls.push_message``
+  (hashes what was pushed into the transcript) are ``contextlib`` generators; entering
+  and leaving one costs twice what a plain class with ``__enter__``/``__exit__`` does.
 * ``quic.connection.EPOCHS`` builds a frozenset from a string, 33 times for every
   connection aioquic creates (its table of frame types), always from the same strings.
 
@@ -20,15 +21,13 @@ of a loopback connect's CPU.
 from __future__ import annotations
 
 import functools
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic import connection as quic_connection
 
-_PUSH_NAMES = ("tell", "seek", "push_bytes", "to_bytes")
-_PULL_NAMES = ("int", "from_bytes", "pull_bytes", "tell", "AlertDecodeError")
 ORIGINALS: dict[str, Any] = {}
 """What :func:`install` replaced, by name (tests compare against them)."""
 
@@ -89,28 +88,79 @@ class PullBlock:
             raise tls.AlertDecodeError("extra bytes at the end of a block")
 
 
-def _uses(helper: Any, names: tuple[str, ...]) -> bool:
-    """Whether a contextlib helper's code is the shape we replace (it names ``names``)."""
-    code = getattr(getattr(helper, "__wrapped__", None), "__code__", None)
-    return code is not None and code.co_names == names
+class PushExtension:
+    """``with PushExtension(buf, extension_type):`` an extension: its type, then a block."""
+
+    __slots__ = ("_block", "_buf", "_type")
+
+    def __init__(self, buf: Buffer, extension_type: int) -> None:
+        self._buf = buf
+        self._type = extension_type
+        self._block = PushBlock(buf, 2)
+
+    def __enter__(self) -> None:
+        self._buf.push_uint16(self._type)
+        self._block.__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._block.__exit__(kind, error, traceback)
+
+
+class PushMessage:
+    """``with PushMessage(key_schedule, buf):`` what is pushed goes into the transcript."""
+
+    __slots__ = ("_buf", "_schedule", "_start")
+
+    def __init__(self, key_schedule: Any, buf: Buffer) -> None:
+        self._schedule = key_schedule
+        self._buf = buf
+        self._start = 0
+
+    def __enter__(self) -> None:
+        self._start = self._buf.tell()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            buf = self._buf
+            self._schedule.update_hash(buf.data_slice(self._start, buf.tell()))
+
+
+def _code_names(helper: Any) -> tuple[str, ...] | None:
+    """The names a helper's code uses (a contextlib helper's: its generator's)."""
+    code = getattr(getattr(helper, "__wrapped__", helper), "__code__", None)
+    return None if code is None else code.co_names
+
+
+_ALERT = "AlertDecodeError"
 
 
 def install() -> list[str]:
     """Replace the helpers that are still aioquic's originals; returns their names.
-    Idempotent: a replaced helper no longer looks like the original."""
+    Idempotent: what was replaced once is left alone."""
+    replacements: list[tuple[ModuleType, str, tuple[str, ...], Any]] = [
+        (tls, "push_block", ("tell", "seek", "push_bytes", "to_bytes"), PushBlock),
+        (tls, "pull_block", ("int", "from_bytes", "pull_bytes", "tell", _ALERT), PullBlock),
+        (tls, "push_extension", ("push_uint16", "push_block"), PushExtension),
+        (tls, "push_message", ("tell", "update_hash", "data_slice"), PushMessage),
+        # a frozenset of a string: pure, so the same string may get the same set
+        (quic_connection, "EPOCHS", ("frozenset",), functools.cache(quic_connection.EPOCHS)),
+    ]
     installed = []
-    if _uses(tls.push_block, _PUSH_NAMES):
-        ORIGINALS["tls.push_block"] = tls.push_block
-        setattr(tls, "push_block", PushBlock)  # noqa: B010 - a class where a function was
-        installed.append("tls.push_block")
-    if _uses(tls.pull_block, _PULL_NAMES):
-        ORIGINALS["tls.pull_block"] = tls.pull_block
-        setattr(tls, "pull_block", PullBlock)  # noqa: B010
-        installed.append("tls.pull_block")
-    epochs = quic_connection.EPOCHS
-    code = getattr(epochs, "__code__", None)
-    if code is not None and code.co_names == ("frozenset",):  # pure: a frozenset of a string
-        ORIGINALS["quic.connection.EPOCHS"] = epochs
-        quic_connection.EPOCHS = functools.cache(epochs)
-        installed.append("quic.connection.EPOCHS")
+    for module, name, names, replacement in replacements:
+        key = f"{module.__name__.removeprefix('aioquic.')}.{name}"
+        original = getattr(module, name)
+        if key not in ORIGINALS and _code_names(original) == names:
+            ORIGINALS[key] = original
+            setattr(module, name, replacement)
+            installed.append(key)
     return installed

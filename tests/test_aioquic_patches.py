@@ -49,10 +49,14 @@ def test_the_patches_are_installed_with_the_aioquic_we_run() -> None:
     assert peer_quic.PATCHED == [
         "tls.push_block",
         "tls.pull_block",
+        "tls.push_extension",
+        "tls.push_message",
         "quic.connection.EPOCHS",
     ]
     assert tls.push_block is aioquic_patches.PushBlock
     assert tls.pull_block is aioquic_patches.PullBlock
+    assert tls.push_extension is aioquic_patches.PushExtension
+    assert tls.push_message is aioquic_patches.PushMessage
     assert aioquic_patches.install() == []  # a second install finds nothing to replace
 
 
@@ -89,6 +93,54 @@ def test_an_error_inside_a_pushed_block_goes_on_and_leaves_the_buffer_where_it_w
             buf.push_bytes(b"xy")
             raise ValueError("inside")
         assert buf.tell() == 4  # no length written: aioquic's would have sought back
+
+
+@given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=40)), max_size=6))
+def test_push_extension_writes_the_bytes_aioquic_writes(extensions: list[Any]) -> None:
+    # aioquic's push_extension is a push_uint16 and a push_block (its global, ours by
+    # now: the test above holds that one to aioquic's own)
+    def pushed(push_extension: Any) -> bytes:
+        buf = Buffer(capacity=1024)
+        for kind, body in extensions:
+            with push_extension(buf, kind):
+                buf.push_bytes(body)
+        return buf.data
+
+    original = aioquic_patches.ORIGINALS["tls.push_extension"]
+    assert pushed(aioquic_patches.PushExtension) == pushed(original)
+
+
+class _Transcript:
+    def __init__(self) -> None:
+        self.hashed: list[bytes] = []
+
+    def update_hash(self, data: bytes) -> None:
+        self.hashed.append(bytes(data))
+
+
+@given(st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=40)), max_size=6))
+def test_push_message_hashes_what_aioquic_hashes(messages: list[tuple[bytes, bytes]]) -> None:
+    def hashed(push_message: Any) -> tuple[bytes, list[bytes]]:
+        buf, transcript = Buffer(capacity=1024), _Transcript()
+        for outside, inside in messages:
+            buf.push_bytes(outside)
+            with push_message(transcript, buf):
+                buf.push_bytes(inside)
+        return buf.data, transcript.hashed
+
+    assert hashed(aioquic_patches.PushMessage) == hashed(
+        aioquic_patches.ORIGINALS["tls.push_message"]
+    )
+
+
+def test_a_message_that_failed_is_not_hashed() -> None:
+    original = aioquic_patches.ORIGINALS["tls.push_message"]
+    for push_message in (aioquic_patches.PushMessage, original):
+        buf, transcript = Buffer(capacity=16), _Transcript()
+        with pytest.raises(ValueError, match="inside"), push_message(transcript, buf):
+            buf.push_bytes(b"half")
+            raise ValueError("inside")
+        assert transcript.hashed == []
 
 
 def test_epochs_are_aioquic_s_frozensets() -> None:
