@@ -15,16 +15,14 @@ import msgpack
 
 from dht.transport import Address
 from storage.errors import DecodeError
-from storage.packer import Packer
+from storage.packer import pack as _pack
 
 MAX_HOST_LENGTH = 64
 MAX_ARRAY = 64
-_packer = Packer()  # not packb: a Packer per call costs more than the packing
 
 
 def pack(obj: Any) -> bytes:
-    data: bytes = _packer.pack(obj)
-    return data
+    return _pack(obj)  # not packb: a Packer per call costs more than the packing
 
 
 def unpack(data: bytes | memoryview, max_size: int) -> Any:

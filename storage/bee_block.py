@@ -21,12 +21,11 @@ import msgpack
 
 from storage.bee_node import OFFSET_BITS, OFFSET_MASK, Ref
 from storage.errors import DecodeError, NotABeeError
-from storage.packer import Packer
+from storage.packer import pack
 
 PROTOCOL = "peerswarm/bee"
 VERSION = 1
 WRITE_TAG = 1
-_packer = Packer()
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Header:
 
 
 def encode_header(header: Header) -> bytes:
-    return _packer.pack(
+    return pack(
         {
             "protocol": header.protocol,
             "version": header.version,
@@ -86,7 +85,7 @@ class Block(NamedTuple):
 
 def encode_block(seq: int, entries: list[Any], nodes: list[bytes], root: Ref | None) -> bytes:
     """Encode a write block that will be block ``seq`` of the core."""
-    return _packer.pack([WRITE_TAG, entries, nodes, root])
+    return pack([WRITE_TAG, entries, nodes, root])
 
 
 def decode_block(data: bytes, seq: int) -> Block:

@@ -15,9 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import msgpack
 
 from storage.errors import DecodeError, EncodingError
-from storage.packer import Packer
-
-_packer = Packer()
+from storage.packer import pack
 
 
 @runtime_checkable
@@ -87,7 +85,7 @@ class MsgpackCodec:
 
     def encode(self, obj: Any) -> bytes:
         try:
-            data = _packer.pack(obj)
+            data = pack(obj)
         except (TypeError, ValueError, OverflowError, RecursionError) as e:
             raise EncodingError(f"not encodable as msgpack: {e}") from e
         return data

@@ -30,7 +30,7 @@ from typing import Any, Union, cast
 import msgpack
 
 from storage.errors import DecodeError
-from storage.packer import Packer
+from storage.packer import pack as _pack
 
 Ref = int
 """``seq << 32 | offset``: a block of the core and a position inside it."""
@@ -200,7 +200,6 @@ def _from_raw(data: bytes) -> array[int]:
 _U64 = struct.Struct("<Q")
 _ARRAY5 = b"\x95"  # msgpack: an array of 5 items follows
 _EMPTY_BIN = b"\xc4\x00"  # msgpack: b"" (a leaf's children)
-_packer = Packer()
 
 
 def _shared_prefix(first: bytes, last: bytes) -> int:
@@ -218,7 +217,7 @@ def _shared_prefix(first: bytes, last: bytes) -> int:
 def encode_node(node: Node) -> bytes:
     """Encode a node whose children are all references already (sealed bottom-up)."""
     head = node.head
-    pack = _packer.pack
+    pack = _pack
     if head is None:
         keys = node.keys
         tails = node.tails

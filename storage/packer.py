@@ -33,3 +33,7 @@ class Packer:
         if len(data) > KEEP_LIMIT:
             self._packer = msgpack.Packer(use_bin_type=True)
         return data
+
+
+pack = Packer().pack
+"""The process's one kept Packer (the DHT's wire, the Bee's blocks, nodes and values)."""

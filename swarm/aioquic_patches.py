@@ -21,7 +21,7 @@ of a loopback connect's CPU.
 from __future__ import annotations
 
 import functools
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 from aioquic import tls
@@ -47,12 +47,7 @@ class PushBlock:
         self._start = buf.tell() + self._capacity
         buf.seek(self._start)
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is not None:  # as the generator: the error goes on, no length is written
             return
         buf = self._buf
@@ -78,37 +73,23 @@ class PullBlock:
         self._end = buf.tell() + length
         return length
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None and self._buf.tell() != self._end:
             raise tls.AlertDecodeError("extra bytes at the end of a block")
 
 
-class PushExtension:
+class PushExtension(PushBlock):
     """``with PushExtension(buf, extension_type):`` an extension: its type, then a block."""
 
-    __slots__ = ("_block", "_buf", "_type")
+    __slots__ = ("_type",)
 
     def __init__(self, buf: Buffer, extension_type: int) -> None:
-        self._buf = buf
+        super().__init__(buf, 2)
         self._type = extension_type
-        self._block = PushBlock(buf, 2)
 
     def __enter__(self) -> None:
         self._buf.push_uint16(self._type)
-        self._block.__enter__()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._block.__exit__(kind, error, traceback)
+        super().__enter__()
 
 
 class PushMessage:
@@ -124,12 +105,7 @@ class PushMessage:
     def __enter__(self) -> None:
         self._start = self._buf.tell()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is None:
             buf = self._buf
             self._schedule.update_hash(buf.data_slice(self._start, buf.tell()))
