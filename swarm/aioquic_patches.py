@@ -3,10 +3,11 @@
 A connect on loopback is all CPU, and a few small aioquic helpers run dozens of
 times per handshake:
 
-* ``tls.push_block`` / ``tls.pull_block`` (a TLS length-prefixed block, about 60 per
-  connect), ``tls.push_extension`` (a block after its type) and ``tls.push_message``
-  (hashes what was pushed into the transcript) are ``contextlib`` generators; entering
-  and leaving one costs twice what a plain class with ``__enter__``/``__exit__`` does.
+* ``tls.push_block`` / ``tls.pull_block`` (a TLS length-prefixed block),
+  ``tls.push_extension`` (a block after its type) and ``tls.push_message`` (hashes what
+  was pushed into the transcript), about 60 uses per connect together, are
+  ``contextlib`` generators; entering and leaving one costs twice what a plain class
+  with ``__enter__``/``__exit__`` does.
 * ``quic.connection.EPOCHS`` builds a frozenset from a string, 33 times for every
   connection aioquic creates (its table of frame types), always from the same strings.
 
