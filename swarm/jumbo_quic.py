@@ -1,17 +1,18 @@
-"""aioquic's QuicConnection, able to fill datagrams larger than 16 KiB with stream data.
+"""aioquic's QuicConnection, able to fill datagrams larger than 16 KiB with one STREAM frame.
 
-aioquic writes one STREAM frame per stream per packet and encodes the frame's data
-length in 2 bytes, so a frame carries at most 16 KiB - 1. On loopback, where a
-datagram can be 64 KiB, most of the cost of a bulk transfer is per packet (header
-protection, the AEAD call, loss-recovery bookkeeping, ACKs): packing several frames
-into one packet cuts that cost by about a third.
-
-We do not rewrite aioquic's frame writer: we call it repeatedly, each time through a
-view of the packet builder that shows at most one frame's worth of room, so every
-frame it writes stays within its 2-byte length. The wire format is plain QUIC
-(several STREAM frames in one packet), which any peer reads. If aioquic's private
-writer ever changes shape, :data:`SUPPORTED` turns false and connections fall back to
-aioquic's own behaviour and to datagrams under 16 KiB.
+aioquic writes one STREAM frame per stream per packet, and writes the frame's data
+length as a 2-byte varint, so a frame carries at most 16 KiB - 1. On loopback, where a
+datagram can be 64 KiB, most of the cost of a bulk transfer is per packet and per
+frame (header protection, the AEAD call, loss-recovery bookkeeping and ACKs per
+packet; aioquic's frame writer, the receiver's frame handler and the delivery
+callback per frame). :meth:`JumboQuicConnection._write_stream_frame` writes the length
+as a 4-byte varint when the room in the packet calls for it, so one frame fills a
+jumbo packet: a bulk transfer costs about a quarter less CPU than with four 16 KiB
+frames per packet, and half as much as with 16 KiB datagrams. The wire format is plain
+QUIC (RFC 9000 varints), which any peer reads; in a packet with less than 16 KiB of
+room the frame is byte for byte aioquic's. If aioquic's private writer ever changes
+shape, :data:`SUPPORTED` turns false and connections fall back to aioquic's own
+behaviour and to datagrams under 16 KiB.
 
 Big datagrams only pay once the handshake is over: a datagram that carries an Initial
 packet is padded to the full datagram size, and the receiver walks that padding byte
@@ -23,46 +24,44 @@ size applies once the handshake is confirmed (no Initial or Handshake packet fol
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
+from aioquic.buffer import size_uint_var
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
-from aioquic.quic.stream import QuicStream
+from aioquic.quic.stream import QuicStream, QuicStreamSender
 
-MAX_FRAME_DATA = 0x3FFF  # the largest length aioquic's 2-byte frame length can say
-SMALL_DATAGRAM_LIMIT = 16 * 1024  # without the override: one frame per packet
-_MIN_FRAME_HEADER = 3  # type byte + 2-byte length; stream id and offset come on top
-_MIN_ROOM = 64  # a frame smaller than this is not worth its header
+SHORT_LENGTH_LIMIT = 0x3FFF
+"""The largest length a 2-byte varint says (aioquic always writes 2 bytes)."""
+SMALL_DATAGRAM_LIMIT = 16 * 1024  # without our writer: one 16 KiB frame per packet
 HANDSHAKE_DATAGRAM_SIZE = SMALLEST_MAX_DATAGRAM_SIZE
 """Datagram size until the handshake is confirmed: QUIC's minimum, which any path carries."""
 
-_EXPECTED = ["self", "builder", "space", "stream", "max_offset"]
+_WITH_LENGTH, _WITH_OFFSET, _FIN = 0x02, 0x04, 0x01  # STREAM frame type bits
+
+
+def _parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
 SUPPORTED = (
-    list(inspect.signature(QuicConnection._write_stream_frame).parameters) == _EXPECTED
+    _parameters(QuicConnection._write_stream_frame)
+    == ["self", "builder", "space", "stream", "max_offset"]
+    and _parameters(QuicStreamSender.get_frame) == ["self", "max_size", "max_offset"]
+    and _parameters(QuicPacketBuilder.start_frame)[:5]
+    == ["self", "frame_type", "capacity", "handler", "handler_args"]
     and hasattr(QuicPacketBuilder, "remaining_flight_space")
+    and all(hasattr(QuicStreamSender, a) for a in ("next_offset", "on_data_delivery"))
 )
 _SMALL_HANDSHAKE = hasattr(QuicConnection, "_confirm_handshake")
 
 
-class _OneFrameOfRoom:
-    """A packet builder that reports no more free space than one frame can use."""
-
-    def __init__(self, builder: QuicPacketBuilder) -> None:
-        self._builder = builder
-
-    @property
-    def remaining_flight_space(self) -> int:
-        cap = MAX_FRAME_DATA + _MIN_FRAME_HEADER  # data <= cap - overhead <= MAX_FRAME_DATA
-        return min(self._builder.remaining_flight_space, cap)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._builder, name)
-
-
 class JumboQuicConnection(QuicConnection):
-    """Writes as many STREAM frames of one stream into a packet as fit; handshakes small."""
+    """Fills a jumbo packet with one STREAM frame of a stream; handshakes small."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -81,12 +80,39 @@ class JumboQuicConnection(QuicConnection):
         stream: QuicStream,
         max_offset: int,
     ) -> int:
-        if not SUPPORTED:  # pragma: no cover - another aioquic
+        """Write as much of ``stream`` as the packet has room for, in one frame; returns
+        how far the stream's highest offset sent moved (new bytes, for flow control)."""
+        if not SUPPORTED or self._quic_logger is not None:  # pragma: no cover
             return super()._write_stream_frame(builder, space, stream, max_offset)
-        view: Any = _OneFrameOfRoom(builder)
-        written = 0
-        while True:
-            n = super()._write_stream_frame(view, space, stream, max_offset)
-            written += n
-            if n == 0 or builder.remaining_flight_space < _MIN_ROOM:
-                return written
+        sender, stream_id = stream.sender, stream.stream_id
+        assert stream_id is not None  # only a stream with an id has data to send
+        offset = sender.next_offset
+        header = 1 + size_uint_var(stream_id) + (size_uint_var(offset) if offset else 0)
+        room = builder.remaining_flight_space - header
+        length_size = 2 if room <= 2 + SHORT_LENGTH_LIMIT else 4
+        header += length_size
+        before = sender.highest_offset
+        frame = sender.get_frame(room - length_size, max_offset)
+        if frame is None:
+            return 0
+        size = len(frame.data)
+        kind = QuicFrameType.STREAM_BASE | _WITH_LENGTH
+        if frame.offset:
+            kind |= _WITH_OFFSET
+        if frame.fin:
+            kind |= _FIN
+        buf = builder.start_frame(
+            kind,
+            capacity=header,
+            handler=sender.on_data_delivery,
+            handler_args=(frame.offset, frame.offset + size, frame.fin),
+        )
+        buf.push_uint_var(stream_id)
+        if frame.offset:
+            buf.push_uint_var(frame.offset)
+        if length_size == 2:
+            buf.push_uint16(0x4000 | size)
+        else:
+            buf.push_uint32(0x80000000 | size)
+        buf.push_bytes(frame.data)
+        return sender.highest_offset - before

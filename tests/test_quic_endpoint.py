@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE
-from aioquic.quic.packet import QuicErrorCode, QuicPacketType
+from aioquic.quic.events import StreamDataReceived as QuicStreamEvent
+from aioquic.quic.packet import QuicErrorCode, QuicPacketType, QuicStreamFrame
+from aioquic.quic.stream import QuicStreamReceiver
 from aioquic.tls import AlertDescription
 from helpers import packet_types, until
 
 from storage.errors import PeerswarmError
 from storage.keypair import KeyPair
-from swarm import control, peer_quic, quic_endpoint
+from swarm import control, jumbo_quic, peer_quic, quic_endpoint
 from swarm.admission import Admission, Redemption, Tickets
 from swarm.certificate import create_certificate
 from swarm.connection import Connection
@@ -134,6 +136,39 @@ async def test_handshake_runs_in_small_datagrams_then_goes_jumbo(
     incoming = await accepted.accept_stream()
     assert len(await incoming.read()) == 200_000
     assert max(sizes) > 16 * 1024  # once confirmed, loopback datagrams are jumbo again
+
+
+async def test_a_jumbo_packet_carries_its_stream_data_in_one_frame(
+    peers: list[Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, client = await start(peers), await start(peers)
+    sizes: list[int] = []
+    send = client.node._send
+
+    def record(data: bytes, addr: tuple[str, int]) -> None:
+        sizes.append(len(data))
+        send(data, addr)
+
+    client.node.endpoint._send = record
+    frames: list[int] = []
+    handle = QuicStreamReceiver.handle_frame
+
+    def spy(self: QuicStreamReceiver, frame: QuicStreamFrame) -> QuicStreamEvent | None:
+        frames.append(len(frame.data))
+        return handle(self, frame)
+
+    monkeypatch.setattr(QuicStreamReceiver, "handle_frame", spy)
+    conn = await client.node.connect(server.node.address, server.node.public_key)
+    accepted = await server.accepted.get()
+    data = os.urandom(1_000_000)
+    stream = await conn.open_stream()
+    stream.write(data)
+    stream.write_eof()
+    incoming = await accepted.accept_stream()
+    assert await incoming.read() == data
+    data_frames = [n for n in frames if n > 1000]
+    assert max(data_frames) > jumbo_quic.SHORT_LENGTH_LIMIT  # a 4-byte length
+    assert len(data_frames) <= len([n for n in sizes if n > 1000])  # one per datagram
 
 
 async def test_replayed_client_proof_is_refused(peers: list[Peer]) -> None:
