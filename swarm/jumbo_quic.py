@@ -7,8 +7,8 @@ frame (header protection, the AEAD call, loss-recovery bookkeeping and ACKs per
 packet; aioquic's frame writer, the receiver's frame handler and the delivery
 callback per frame). :meth:`JumboQuicConnection._write_stream_frame` writes the length
 as a 4-byte varint when the room in the packet calls for it, so one frame fills a
-jumbo packet: a bulk transfer costs about a quarter less CPU than with four 16 KiB
-frames per packet, and half as much as with 16 KiB datagrams. The wire format is plain
+jumbo packet: a 100 MB stream over loopback costs about a fifth less CPU than with
+four 16 KiB frames per packet. The wire format is plain
 QUIC (RFC 9000 varints), which any peer reads; in a packet with less than 16 KiB of
 room the frame is byte for byte aioquic's. If aioquic's private writer ever changes
 shape, :data:`SUPPORTED` turns false and connections fall back to aioquic's own

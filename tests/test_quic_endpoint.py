@@ -111,6 +111,19 @@ class ReplayingConnection(Connection):
         return self.stolen
 
 
+def sent_sizes(peer: Peer) -> list[int]:
+    """The size of every datagram ``peer``'s endpoint sends from now on."""
+    sizes: list[int] = []
+    send = peer.node._send
+
+    def record(data: bytes, addr: tuple[str, int]) -> None:
+        sizes.append(len(data))
+        send(data, addr)
+
+    peer.node.endpoint._send = record
+    return sizes
+
+
 @pytest.mark.parametrize("prepared", [False, True])
 async def test_handshake_runs_in_small_datagrams_then_goes_jumbo(
     peers: list[Peer], prepared: bool
@@ -118,14 +131,7 @@ async def test_handshake_runs_in_small_datagrams_then_goes_jumbo(
     server, client = await start(peers), await start(peers)
     if prepared:
         client.endpoint.prepare(True)
-    sizes: list[int] = []
-    send = client.node._send
-
-    def record(data: bytes, addr: tuple[str, int]) -> None:
-        sizes.append(len(data))
-        send(data, addr)
-
-    client.node.endpoint._send = record
+    sizes = sent_sizes(client)
     conn = await client.node.connect(server.node.address, server.node.public_key)
     accepted = await server.accepted.get()
     # a client pads every datagram with an Initial packet: to QUIC's minimum, not 64 KiB
@@ -142,14 +148,7 @@ async def test_a_jumbo_packet_carries_its_stream_data_in_one_frame(
     peers: list[Peer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, client = await start(peers), await start(peers)
-    sizes: list[int] = []
-    send = client.node._send
-
-    def record(data: bytes, addr: tuple[str, int]) -> None:
-        sizes.append(len(data))
-        send(data, addr)
-
-    client.node.endpoint._send = record
+    sizes = sent_sizes(client)
     frames: list[int] = []
     handle = QuicStreamReceiver.handle_frame
 
