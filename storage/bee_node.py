@@ -30,7 +30,7 @@ from typing import Any, Union, cast
 import msgpack
 
 from storage.errors import DecodeError
-from storage.packer import pack as _pack
+from storage.packer import pack
 
 Ref = int
 """``seq << 32 | offset``: a block of the core and a position inside it."""
@@ -217,7 +217,6 @@ def _shared_prefix(first: bytes, last: bytes) -> int:
 def encode_node(node: Node) -> bytes:
     """Encode a node whose children are all references already (sealed bottom-up)."""
     head = node.head
-    pack = _pack
     if head is None:
         keys = node.keys
         tails = node.tails
