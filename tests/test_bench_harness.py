@@ -165,3 +165,25 @@ def test_the_paired_worker_answers_chunks_until_told_to_stop(kind: str) -> None:
     chunks = [json.loads(line) for line in lines[1:]]
     assert [len(chunk) for chunk in chunks] == [2, 1]
     assert all(isinstance(ms, float) and 0 < ms < 10_000 for chunk in chunks for ms in chunk)
+
+
+def test_the_lookup_breakdown_splits_each_lookup_into_disjoint_parts() -> None:
+    """``python -m bench.lookup_breakdown`` on 3 nodes: the looker asked every node, the
+    metered parts of one lookup never add up to more than the lookup took, and the
+    floor and the signature check were measured."""
+    from bench.lookup_breakdown import PARTS, _lookups, breakdown
+
+    samples = asyncio.run(_lookups(3, 6, warmup=2))
+    assert len(samples.plain) == len(samples.timed) == 6
+    for index, total in enumerate(samples.timed):
+        metered = [samples.parts[part][index] for part in PARTS]
+        assert all(ms > 0 for ms in metered)
+        assert sum(metered) <= total
+    assert samples.meter.requests and samples.meter.replies
+
+    result = asyncio.run(breakdown(3, 4, warmup=1))
+    assert result.datagrams == 6  # a request to each of the 3 nodes, and its reply
+    assert result.floor > 0 and result.verify > 0
+    assert "servers: requests answered" in result.render()
+    with pytest.raises(ValueError):
+        asyncio.run(breakdown(0))
