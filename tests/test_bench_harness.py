@@ -187,3 +187,18 @@ def test_the_lookup_breakdown_splits_each_lookup_into_disjoint_parts() -> None:
     assert "servers: requests answered" in result.render()
     with pytest.raises(ValueError):
         asyncio.run(breakdown(0))
+
+
+def test_the_dial_breakdown_meters_aioquic_within_each_dial_and_puts_it_back() -> None:
+    """``python -m bench.dial_breakdown`` on 3 nodes: aioquic takes part of a dial, not
+    none and not more than all of it, and its methods are unwrapped afterwards."""
+    from aioquic.quic.connection import QuicConnection
+
+    from bench.dial_breakdown import METERED, dial_breakdown
+
+    before = {name: QuicConnection.__dict__[name] for name in METERED}
+    result = asyncio.run(dial_breakdown(3, 2, warmup=0))
+    assert 0 < result.aioquic < result.metered
+    assert result.plain > 0
+    assert {name: QuicConnection.__dict__[name] for name in METERED} == before
+    assert "in aioquic (both ends)" in result.render()
