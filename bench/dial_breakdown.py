@@ -5,8 +5,8 @@ The connect suite's "lookup result -> open connection": a fresh client swarm dia
 a listening one through the DHT node that holds its announcement, all in one
 process, as hyperswarm's side runs. This tool meters every call into aioquic's
 ``QuicConnection`` (the TLS 1.3 handshake, packet protection, frames; both ends,
-with our subclass's hooks that run inside them) while a dial runs, and reports it against the
-dial's total. What is left is ours: the relayed handshake through the DHT, the
+with our subclass's hooks that run inside them) while a dial runs, and reports it
+against the dial's total. What is left is ours: the relayed handshake through the DHT, the
 client's proof and the admission, sockets and the event loop.
 
 Metered and plain dials take turns, so the plain ones give the total the metering

@@ -68,7 +68,7 @@ class Breakdown:
             rows.append(f"    {LABELS[part]:<42} {self.parts[part]:7.3f} ms  {share:3.0f}%")
         share = 100 * self.rest / self.timed
         rows.append(
-            f"    {'rest: sockets and the event loop':<42} {self.rest:7.3f} ms  {share:3.0f}%"
+            f"    {'rest: socket reads and the event loop':<42} {self.rest:7.3f} ms  {share:3.0f}%"
         )
         rows.append(
             f"  floor: the same {self.datagrams} datagrams through our transport, "
