@@ -1,5 +1,4 @@
-"""``python -m bench.dial_breakdown [--size 10] [--dials 100]``: how much of a loopback
-dial is aioquic.
+"""How much of a loopback dial is aioquic (``python -m bench.breakdown dial``).
 
 The connect suite's "lookup result -> open connection": a fresh client swarm dials
 a listening one through the DHT node that holds its announcement, all in one
@@ -16,11 +15,10 @@ puts them back after; every datagram goes to 127.0.0.1.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,22 +143,3 @@ async def dial_breakdown(size: int = 10, dials: int = 100, warmup: int = WARMUP)
                     else:
                         plain.append(total)
     return DialBreakdown(size, dials, median(plain), median(metered), median(inside))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.dial_breakdown", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--size", type=int, default=10, help="testnet nodes (default 10)")
-    parser.add_argument("--dials", type=int, default=100, help="of each kind (default 100)")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], help="the event loop")
-    args = parser.parse_args(argv)
-    from dht import event_loop
-
-    result = event_loop.run(dial_breakdown(args.size, args.dials), args.loop)
-    print(result.render())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

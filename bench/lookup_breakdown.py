@@ -1,5 +1,4 @@
-"""``python -m bench.lookup_breakdown [--size 10] [--lookups 300]``: where a loopback
-lookup's time goes.
+"""Where a loopback lookup's time goes (``python -m bench.breakdown lookup``).
 
 The dht suite's networks run every node, the announcer and the looker in one
 process on one event loop, as hyperdht's testnet does. A lookup's latency is then
@@ -21,11 +20,10 @@ to 127.0.0.1.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,22 +242,3 @@ async def breakdown(size: int = 10, lookups: int = 300, warmup: int = WARMUP) ->
         floor=floor,
         verify=samples.verify,
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.lookup_breakdown", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--size", type=int, default=10, help="testnet nodes (default 10)")
-    parser.add_argument("--lookups", type=int, default=300, help="of each kind (default 300)")
-    parser.add_argument("--loop", choices=["asyncio", "uvloop"], help="the event loop")
-    args = parser.parse_args(argv)
-    from dht import event_loop
-
-    result = event_loop.run(breakdown(args.size, args.lookups), args.loop)
-    print(result.render())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

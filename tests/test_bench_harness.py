@@ -168,7 +168,7 @@ def test_the_paired_worker_answers_chunks_until_told_to_stop(kind: str) -> None:
 
 
 def test_the_lookup_breakdown_splits_each_lookup_into_disjoint_parts() -> None:
-    """``python -m bench.lookup_breakdown`` on 3 nodes: the looker asked every node, the
+    """``python -m bench.breakdown lookup`` on 3 nodes: the looker asked every node, the
     metered parts of one lookup never add up to more than the lookup took, and the
     floor and the signature check were measured."""
     from bench.lookup_breakdown import PARTS, _lookups, breakdown
@@ -190,7 +190,7 @@ def test_the_lookup_breakdown_splits_each_lookup_into_disjoint_parts() -> None:
 
 
 def test_the_dial_breakdown_meters_aioquic_within_each_dial_and_puts_it_back() -> None:
-    """``python -m bench.dial_breakdown`` on 3 nodes: aioquic takes part of a dial, not
+    """``python -m bench.breakdown dial`` on 3 nodes: aioquic takes part of a dial, not
     none and not more than all of it, and its methods are unwrapped afterwards."""
     from aioquic.quic.connection import QuicConnection
 
@@ -202,3 +202,13 @@ def test_the_dial_breakdown_meters_aioquic_within_each_dial_and_puts_it_back() -
     assert result.plain > 0
     assert {name: QuicConnection.__dict__[name] for name in METERED} == before
     assert "in aioquic (both ends)" in result.render()
+
+
+@pytest.mark.parametrize(("kind", "heading"), [("lookup", "lookup"), ("dial", "open connection")])
+def test_the_breakdown_command_prints_its_table(
+    kind: str, heading: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.breakdown import main
+
+    assert main([kind, "--size", "2", "--count", "2"]) == 0
+    assert heading in capsys.readouterr().out.splitlines()[0]
