@@ -103,7 +103,7 @@ def _metering(meter: _Meter) -> Iterator[None]:
 
 async def dial_breakdown(size: int = 10, dials: int = 100, warmup: int = WARMUP) -> DialBreakdown:
     """Time ``dials`` plain and as many metered dials (after ``warmup`` untimed ones)."""
-    from bench.workloads.connect import HOST, _client
+    from bench.workloads.connect import HOST, _client, server_record
     from dht.testnet import testnet
     from swarm import Swarm
 
@@ -124,12 +124,7 @@ async def dial_breakdown(size: int = 10, dials: int = 100, warmup: int = WARMUP)
             with _metering(meter):
                 for i in range(warmup + 2 * dials):
                     async with _client(bootstrap) as client:
-                        found = None
-                        async for peer in client.dht.lookup(topic):
-                            if peer.public_key == server.public_key:
-                                found = peer
-                        if found is None:
-                            raise RuntimeError("lookup did not find the server")
+                        found = await server_record(client, topic, server.public_key)
                         meter.spent, meter.on = 0, i % 2 == 1
                         start = time.perf_counter_ns()
                         await client._dial_once(found.public_key, found)

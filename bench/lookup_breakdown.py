@@ -128,7 +128,6 @@ async def _lookups(size: int, lookups: int, warmup: int) -> _Samples:
     meter = samples.meter
     async with testnet(size=size) as net:
         check_loopback(net.bootstrap)
-        await asyncio.sleep(1)
         async with (
             DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as announcer,
             DHTNode(bootstrap=net.bootstrap, host="127.0.0.1", ephemeral=True) as looker,
@@ -181,17 +180,18 @@ async def _floor(servers: int, request: int, reply: int, rounds: int, warmup: in
     network = UDPNetwork()
     endpoints: list[DatagramTransport] = []
     answer = os.urandom(reply)
-    waiting: list[asyncio.Future[None] | None] = [None]
-    left = [0]
+    loop = asyncio.get_running_loop()
+    waiting: asyncio.Future[None] = loop.create_future()
+    left = 0
 
     def echo(index: int) -> Callable[[bytes, Address], None]:
         return lambda data, addr: endpoints[index].sendto(answer, addr)
 
     def replied(data: bytes, addr: Address) -> None:
-        left[0] -= 1
-        future = waiting[0]
-        if left[0] == 0 and future is not None and not future.done():
-            future.set_result(None)
+        nonlocal left
+        left -= 1
+        if left == 0 and not waiting.done():
+            waiting.set_result(None)
 
     try:
         for index in range(servers):
@@ -200,15 +200,13 @@ async def _floor(servers: int, request: int, reply: int, rounds: int, warmup: in
         endpoints.append(client)
         targets = [e.local_address for e in endpoints[:servers]]
         payload = os.urandom(request)
-        loop = asyncio.get_running_loop()
         times = []
         for _ in range(warmup + rounds):
-            left[0] = servers
-            future = waiting[0] = loop.create_future()
+            left, waiting = servers, loop.create_future()
             start = time.perf_counter_ns()
             for target in targets:
                 client.sendto(payload, target)
-            await asyncio.wait_for(future, 5)
+            await asyncio.wait_for(waiting, 5)
             times.append((time.perf_counter_ns() - start) / 1e6)
         return median(times[warmup:])
     finally:

@@ -65,6 +65,18 @@ async def _client(bootstrap: list[tuple[str, int]]) -> AsyncIterator[Any]:
         yield client
 
 
+async def server_record(client: Any, topic: bytes, key: bytes) -> Any:
+    """The server's record, from a whole lookup of ``topic`` (the lookup result a dial
+    starts from)."""
+    found = None
+    async for peer in client.dht.lookup(topic):
+        if peer.public_key == key:
+            found = peer
+    if found is None:
+        raise RuntimeError("lookup did not find the server")
+    return found
+
+
 async def connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: bytes) -> float:
     """From a lookup result (the server's record) to an open connection.
 
@@ -74,12 +86,7 @@ async def connect_trial(bootstrap: list[tuple[str, int]], topic: bytes, key: byt
     { relayAddresses })`` does on the JS side).
     """
     async with _client(bootstrap) as client:
-        found = None
-        async for peer in client.dht.lookup(topic):
-            if peer.public_key == key:
-                found = peer
-        if found is None:
-            raise RuntimeError("lookup did not find the server")
+        found = await server_record(client, topic, key)
         start = now()
         async with asyncio.timeout(TIMEOUT):
             await client._dial_once(found.public_key, found)
